@@ -1,0 +1,213 @@
+"""Writes the ONNX graph of a bilstm model directly from its weights.
+
+Why not `torch.onnx.export`: the TorchScript exporter is deprecated, and the dynamo exporter
+cannot trace packed sequences and emits no `sequence_lens` (DESIGN.md, traps 1-2). The
+architectures here are few and fixed, so the graph is written node by node: one fused
+bidirectional `LSTM`/`GRU` node per layer fed `sequence_lens` from the `lengths` input, dynamic
+`batch` and `time` axes everywhere, weights already in ONNX gate order (no run-time reordering,
+so quantisation sees plain initializers). Parity against PyTorch is checked after every export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from bilstm.models.config import ModelConfig
+from bilstm.runtime import metadata as md
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 14
+MAX_OPSET = 21
+BATCH = "batch"
+TIME = "time"
+
+# PyTorch packs gates as (i, f, g, o) for LSTM and (r, z, n) for GRU; ONNX wants (i, o, f, c)
+# and (z, r, h). Index lists select PyTorch gate blocks in ONNX order.
+_GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self, opset: int) -> None:
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def _name(self, base: str) -> str:
+        self._count += 1
+        return f"{base}_{self._count}"
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        """Add an initializer and return its name."""
+        name = self._name(base)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1,
+           **attrs: Any) -> Any:
+        """Add a node; returns its output name (or names when it has several)."""
+        names = outputs if isinstance(outputs, list) else [
+            self._name(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=self._name(op_type), **attrs))
+        return names[0] if len(names) == 1 else names
+
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 0) -> str:
+        """Reduce* with axes as attribute or input, as the opset wants."""
+        axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
+        if axes_as_input:
+            return str(self.op(op_type, [x, self.const("axes", np.array(axes, np.int64))],
+                               keepdims=keepdims))
+        return str(self.op(op_type, [x], axes=axes, keepdims=keepdims))
+
+    def unsqueeze(self, x: str, axes: list[int]) -> str:
+        """Unsqueeze with axes as an input (opset >= 13)."""
+        return str(self.op("Unsqueeze", [x, self.const("axes", np.array(axes, np.int64))]))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def _gates(w: np.ndarray, cell: str) -> np.ndarray:
+    blocks = np.split(w, len(_GATE_ORDER[cell]), axis=0)
+    return np.concatenate([blocks[i] for i in _GATE_ORDER[cell]], axis=0)
+
+
+def rnn_weights(state: dict[str, torch.Tensor], prefix: str, cell: str) -> tuple[np.ndarray, ...]:
+    """ONNX W [2, G*H, in], R [2, G*H, H], B [2, 2*G*H] of one PyTorch bidirectional layer."""
+    ws, rs, bs = [], [], []
+    for suffix in ("_l0", "_l0_reverse"):
+        ws.append(_gates(_np(state[f"{prefix}weight_ih{suffix}"]), cell))
+        rs.append(_gates(_np(state[f"{prefix}weight_hh{suffix}"]), cell))
+        bs.append(np.concatenate([_gates(_np(state[f"{prefix}bias_ih{suffix}"]), cell),
+                                  _gates(_np(state[f"{prefix}bias_hh{suffix}"]), cell)]))
+    return np.stack(ws), np.stack(rs), np.stack(bs)
+
+
+def _merge_sequence(g: GraphBuilder, y: str, mode: str) -> str:
+    """Y [time, 2, batch, H] -> [time, batch, D]."""
+    if mode == "concat":
+        t = g.op("Transpose", [y], perm=[0, 2, 1, 3])
+        return str(g.op("Reshape", [t, g.const("shape", np.array([0, 0, -1], np.int64))]))
+    return g.reduce({"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[mode], y, [1])
+
+
+def _merge_final(g: GraphBuilder, h: str, mode: str) -> str:
+    """Y_h [2, batch, H] -> [batch, D]."""
+    if mode == "concat":
+        t = g.op("Transpose", [h], perm=[1, 0, 2])
+        return str(g.op("Reshape", [t, g.const("shape", np.array([0, -1], np.int64))]))
+    return g.reduce({"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[mode], h, [0])
+
+
+def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str,
+             seq_lens: str) -> tuple[str, str]:
+    """Stacked fused bidirectional RNN nodes over x [time, batch, in] -> (y, final)."""
+    y = final = x
+    for layer in range(cfg.num_layers):
+        w, r, b = rnn_weights(state, f"encoder.layers.{layer}.", cfg.cell)
+        ins = [y, g.const(f"W{layer}", w), g.const(f"R{layer}", r), g.const(f"B{layer}", b),
+               seq_lens]
+        attrs: dict[str, Any] = {"direction": "bidirectional", "hidden_size": cfg.hidden_size,
+                                 "layout": 0}
+        if cfg.cell == "gru":
+            # PyTorch applies the reset gate after the recurrent matmul.
+            attrs["linear_before_reset"] = 1
+            seq, h = g.op("GRU", ins, 2, **attrs)
+        else:
+            seq, h, _ = g.op("LSTM", ins, 3, **attrs)
+        y = _merge_sequence(g, seq, cfg.merge)
+        final = _merge_final(g, h, cfg.merge)
+    return y, final
+
+
+def _pool(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], y: str,
+          final: str, ids: str, lengths: str) -> str:
+    """Sequence features y [time, batch, D] -> [batch, D], masked by lengths."""
+    if cfg.pooling == "last":
+        return final
+    time = g.op("Gather", [g.op("Shape", [ids]), g.const("one", np.array(1, np.int64))], axis=0)
+    steps = g.op("Range", [g.const("zero", np.array(0, np.int64)), time,
+                           g.const("one", np.array(1, np.int64))])
+    mask = g.op("Less", [g.unsqueeze(steps, [1]), g.unsqueeze(lengths, [0])])  # [time, batch]
+    mask3 = g.unsqueeze(mask, [2])
+    if cfg.pooling == "mean":
+        summed = g.reduce("ReduceSum", g.op("Mul", [y, g.op("Cast", [mask3], to=TensorProto.FLOAT)]),
+                          [0])
+        count = g.op("Cast", [g.unsqueeze(lengths, [1])], to=TensorProto.FLOAT)
+        return str(g.op("Div", [summed, count]))
+    neg_inf = g.const("neg_inf", np.array(-np.inf, np.float32))
+    if cfg.pooling == "max":
+        return g.reduce("ReduceMax", g.op("Where", [mask3, y, neg_inf]), [0])
+    hidden = g.op("Tanh", [g.op("Add", [
+        g.op("MatMul", [y, g.const("att_w", _np(state["attention.weight"]).T)]),
+        g.const("att_b", _np(state["attention.bias"]))])])
+    scores = g.op("MatMul", [hidden, g.const("att_v", _np(state["attention_score.weight"]).T)])
+    weights = g.op("Softmax", [g.op("Where", [mask3, scores, neg_inf])], axis=0)
+    return g.reduce("ReduceSum", g.op("Mul", [weights, y]), [0])
+
+
+def build_classifier(cfg: ModelConfig, state: dict[str, torch.Tensor], opset: int = DEFAULT_OPSET
+                     ) -> onnx.ModelProto:
+    """ONNX model: input_ids[batch, time], lengths[batch] -> logits, probabilities [batch, C]."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be within {MIN_OPSET}..{MAX_OPSET}, got {opset}")
+    g = GraphBuilder(opset)
+    ids, lengths = md.INPUT_IDS, md.LENGTHS
+    emb = g.op("Gather", [g.const("embedding", _np(state["embedding.weight"])), ids], axis=0)
+    x = g.op("Transpose", [emb], perm=[1, 0, 2])  # time-major: ONNX RNNs take layout 0
+    seq_lens = g.op("Cast", [lengths], to=TensorProto.INT32)
+    y, final = _encoder(g, cfg, state, x, seq_lens)
+    pooled = _pool(g, cfg, state, y, final, ids, lengths)
+    g.op("Gemm", [pooled, g.const("out_w", _np(state["output.weight"])),
+                  g.const("out_b", _np(state["output.bias"]))], [md.LOGITS], transB=1)
+    g.op("Softmax", [md.LOGITS], [md.PROBABILITIES], axis=1)
+
+    graph = helper.make_graph(
+        g.nodes,
+        "bilstm",
+        inputs=[
+            helper.make_tensor_value_info(ids, TensorProto.INT64, [BATCH, TIME]),
+            helper.make_tensor_value_info(lengths, TensorProto.INT64, [BATCH]),
+        ],
+        outputs=[
+            helper.make_tensor_value_info(md.LOGITS, TensorProto.FLOAT, [BATCH, cfg.num_labels]),
+            helper.make_tensor_value_info(md.PROBABILITIES, TensorProto.FLOAT,
+                                          [BATCH, cfg.num_labels]),
+        ],
+        initializer=g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="bilstm")
+    # ORT 1.17+ reads IR version 9 at most for opset <= 21; pin it rather than take onnx's newest.
+    model.ir_version = 8 if opset <= 18 else 9
+    return model
+
+
+def check_graph(model: onnx.ModelProto, cfg: ModelConfig) -> None:
+    """Fail loudly if the graph breaks the contract: fused RNN nodes, lengths, dynamic axes."""
+    from bilstm.runtime.errors import ExportError
+
+    onnx.checker.check_model(model, full_check=True)
+    rnn = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]
+    if len(rnn) != cfg.num_layers:
+        raise ExportError(f"expected {cfg.num_layers} fused RNN node(s), found {len(rnn)}")
+    for node in rnn:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("direction") != b"bidirectional" or attrs.get("layout", 0) != 0:
+            raise ExportError(f"RNN node {node.name} is not bidirectional with layout 0")
+        if len(node.input) < 5 or not node.input[4]:
+            raise ExportError(f"RNN node {node.name} has no sequence_lens input")
+    for value in [*model.graph.input, *model.graph.output]:
+        first = value.type.tensor_type.shape.dim[0]
+        if first.dim_param != BATCH:
+            raise ExportError(f"'{value.name}' has a fixed batch axis")
+        if value.name == md.INPUT_IDS and value.type.tensor_type.shape.dim[1].dim_param != TIME:
+            raise ExportError(f"'{value.name}' has a fixed time axis")

@@ -1,0 +1,169 @@
+"""Checkpoints: a folder of JSON and safetensors that loading can never execute.
+
+    config.json         format version, task, labels, tokenizer, model and train settings
+    vocab.json          tokens (index = id)
+    weights.safetensors model weights (the best epoch)
+    history.jsonl       one line of metrics per epoch
+    summary.json        data, counts, best dev metrics, timings
+    examples.json       a few dev texts, used by the exporter's parity check
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from bilstm.models.config import ModelConfig, TrainConfig
+from bilstm.models.network import BiLSTMClassifier
+from bilstm.runtime.errors import CheckpointError
+from bilstm.runtime.tokenizer import TokenizerConfig
+from bilstm.runtime.vocab import Vocabulary
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+WEIGHTS = "weights.safetensors"
+HISTORY = "history.jsonl"
+SUMMARY = "summary.json"
+EXAMPLES = "examples.json"
+
+
+@dataclass
+class Checkpoint:
+    """A trained model with everything needed to use, evaluate or export it."""
+
+    model: BiLSTMClassifier
+    model_config: ModelConfig
+    train_config: TrainConfig
+    tokenizer: TokenizerConfig
+    vocabulary: Vocabulary
+    labels: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        """The model's task."""
+        return self.model_config.task
+
+
+def save_checkpoint(ckpt: Checkpoint, directory: Path) -> None:
+    """Write `ckpt` to `directory`, replacing it only once every file is complete."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        config = {
+            "format_version": FORMAT_VERSION,
+            "task": ckpt.task,
+            "labels": ckpt.labels,
+            "tokenizer": ckpt.tokenizer.to_dict(),
+            "model": ckpt.model_config.to_dict(),
+            "train": ckpt.train_config.to_dict(),
+        }
+        _write_json(tmp / CONFIG, config)
+        _write_json(tmp / VOCAB, ckpt.vocabulary.tokens)
+        _write_json(tmp / SUMMARY, ckpt.summary)
+        _write_json(tmp / EXAMPLES, ckpt.examples)
+        with (tmp / HISTORY).open("w", encoding="utf-8") as fh:
+            for row in ckpt.history:
+                fh.write(json.dumps(row) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+        if directory.exists():
+            backup = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(directory, backup)
+            os.replace(tmp, directory)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: not a bilstm checkpoint (no {path.name})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def load_checkpoint(directory: Path) -> Checkpoint:
+    """Load a checkpoint folder. Only JSON and safetensors are read: nothing is unpickled."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"{directory}: not a checkpoint folder (expected the --out folder of `bilstm train`)"
+        )
+    config = _read_json(directory / CONFIG)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{directory / CONFIG}: expected a JSON object")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory / CONFIG}: checkpoint format_version is {version!r}, this bilstm reads "
+            f"{FORMAT_VERSION}; upgrade bilstm to load it"
+        )
+    try:
+        model_cfg = ModelConfig.from_dict(config["model"])
+        train_cfg = TrainConfig.from_dict(config["train"])
+        tokenizer = TokenizerConfig.from_dict(config["tokenizer"])
+        labels = [str(x) for x in config["labels"]]
+        vocab = Vocabulary(_read_json(directory / VOCAB))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / CONFIG}: malformed checkpoint config ({exc!r})") from exc
+    if len(vocab) != model_cfg.vocab_size or len(labels) != model_cfg.num_labels:
+        raise CheckpointError(
+            f"{directory}: vocab.json has {len(vocab)} tokens and labels {len(labels)} entries, "
+            f"but the model expects {model_cfg.vocab_size} and {model_cfg.num_labels}"
+        )
+    model = BiLSTMClassifier(model_cfg)
+    try:
+        state = load_file(str(directory / WEIGHTS))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{directory / WEIGHTS}: cannot read weights ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{directory / WEIGHTS}: weights do not fit the config ({exc})") from exc
+    model.eval()
+    history: list[dict[str, Any]] = []
+    if (directory / HISTORY).is_file():
+        history = [json.loads(x) for x in (directory / HISTORY).read_text().splitlines() if x]
+    summary = _read_json(directory / SUMMARY) if (directory / SUMMARY).is_file() else {}
+    examples = _read_json(directory / EXAMPLES) if (directory / EXAMPLES).is_file() else []
+    return Checkpoint(
+        model=model,
+        model_config=model_cfg,
+        train_config=train_cfg,
+        tokenizer=tokenizer,
+        vocabulary=vocab,
+        labels=labels,
+        history=history,
+        summary=summary,
+        examples=[str(x) for x in examples],
+    )
+
+
+def predict_logits(model: torch.nn.Module, ids: Any, lengths: Any) -> torch.Tensor:
+    """Eval-mode logits for numpy or torch `input_ids`/`lengths` (no gradients)."""
+    model.eval()
+    with torch.inference_mode():
+        return model(torch.as_tensor(ids), torch.as_tensor(lengths))

@@ -1,0 +1,120 @@
+"""The PyTorch modules: embedding -> stacked bidirectional RNN -> pooling -> dense."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bilstm.models.config import ModelConfig
+
+
+def merge_directions(fwd: torch.Tensor, bwd: torch.Tensor, mode: str) -> torch.Tensor:
+    """Combine forward and backward features (Keras' Bidirectional merge modes)."""
+    if mode == "concat":
+        return torch.cat([fwd, bwd], dim=-1)
+    if mode == "sum":
+        return fwd + bwd
+    if mode == "mul":
+        return fwd * bwd
+    if mode == "ave":
+        return (fwd + bwd) / 2
+    raise ValueError(f"unknown merge mode {mode!r}")
+
+
+class SpatialDropout(nn.Module):
+    """Drops whole embedding channels for a sequence (Keras' SpatialDropout1D)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [batch, time, channels]
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class BiRNNEncoder(nn.Module):
+    """Stacked single-layer bidirectional RNNs over padded batches, lengths respected.
+
+    One `nn.LSTM`/`nn.GRU` per layer (rather than `num_layers=N`) so that the directions can be
+    merged between layers and each layer maps onto one fused ONNX node.
+    """
+
+    def __init__(self, cfg: ModelConfig, input_size: int) -> None:
+        super().__init__()
+        cell = nn.LSTM if cfg.cell == "lstm" else nn.GRU
+        self.cfg = cfg
+        sizes = [input_size] + [cfg.output_size] * (cfg.num_layers - 1)
+        self.layers = nn.ModuleList(
+            cell(size, cfg.hidden_size, batch_first=True, bidirectional=True) for size in sizes
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [batch, time, input] -> (outputs [batch, time, out], final [batch, out]).
+
+        Outputs at padded positions are zero; `final` holds the forward state after the last
+        real token and the backward state after the first.
+        """
+        total = x.shape[1]
+        lens = lengths.to("cpu", torch.int64)
+        final = x.new_zeros(0)
+        for i, rnn in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+            out, state = rnn(packed)
+            h_n = state[0] if isinstance(state, tuple) else state
+            y, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
+            h = self.cfg.hidden_size
+            x = merge_directions(y[..., :h], y[..., h:], self.cfg.merge)
+            final = merge_directions(h_n[0], h_n[1], self.cfg.merge)
+        return x, final
+
+
+def time_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
+    """Bool [batch, time]: True at real (non-padded) positions."""
+    return torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class BiLSTMClassifier(nn.Module):
+    """Text classifier: returns logits [batch, classes]; softmax is applied in the export."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=0)
+        self.embedding_dropout = SpatialDropout(cfg.embedding_dropout)
+        self.encoder = BiRNNEncoder(cfg, cfg.embedding_dim)
+        width = cfg.output_size
+        if cfg.pooling == "attention":
+            self.attention = nn.Linear(width, cfg.attention_size)
+            self.attention_score = nn.Linear(cfg.attention_size, 1, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(width, cfg.num_labels)
+
+    def pool(self, y: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Sequence features [batch, time, d] -> one vector [batch, d] per sequence."""
+        mode = self.cfg.pooling
+        if mode == "last":
+            return final
+        mask = time_mask(lengths.to(y.device), y.shape[1]).unsqueeze(-1)
+        if mode == "mean":
+            return (y * mask).sum(dim=1) / lengths.to(y.device, y.dtype).unsqueeze(-1)
+        if mode == "max":
+            return y.masked_fill(~mask, float("-inf")).max(dim=1).values
+        scores = self.attention_score(torch.tanh(self.attention(y)))
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+        return (weights * y).sum(dim=1)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids [batch, time] int64, lengths [batch] (>= 1) -> logits [batch, classes]."""
+        x = self.embedding_dropout(self.embedding(input_ids))
+        y, final = self.encoder(x, lengths)
+        return self.output(self.dropout(self.pool(y, final, lengths)))

@@ -1,0 +1,35 @@
+"""bilstm runtime: run exported bilstm `.onnx` models with ONNX Runtime (no torch).
+
+    from bilstm.runtime import BiLSTM
+    model = BiLSTM.load("sentiment")
+    model.predict(["a gorgeous, witty, seductive movie."])
+"""
+
+from bilstm.runtime.errors import (
+    BiLSTMError,
+    CheckpointError,
+    DataError,
+    DeviceError,
+    ExportError,
+    InputError,
+    MetadataError,
+    ModelLoadError,
+    ParityError,
+)
+from bilstm.runtime.model import BiLSTM, ClassPrediction
+from bilstm.runtime.version import __version__
+
+__all__ = [
+    "BiLSTM",
+    "BiLSTMError",
+    "CheckpointError",
+    "ClassPrediction",
+    "DataError",
+    "DeviceError",
+    "ExportError",
+    "InputError",
+    "MetadataError",
+    "ModelLoadError",
+    "ParityError",
+    "__version__",
+]

@@ -1,0 +1,127 @@
+"""The model file contract: the versioned JSON document inside every bilstm `.onnx`.
+
+The document lives in the ONNX model's `metadata_props` under the key `METADATA_KEY` and is read
+back with `InferenceSession.get_modelmeta().custom_metadata_map`. Every key is documented in
+docs/model-file.md. Unknown schema versions and missing or mistyped keys are refused with the
+key named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from bilstm.runtime.errors import MetadataError
+from bilstm.runtime.tokenizer import TokenizerConfig
+from bilstm.runtime.vocab import PAD, UNK
+
+METADATA_KEY = "bilstm"
+SCHEMA_VERSION = 1
+TASKS = ("classify",)
+
+# Stable graph I/O names (the runtime still checks them against the session).
+INPUT_IDS = "input_ids"
+LENGTHS = "lengths"
+LOGITS = "logits"
+PROBABILITIES = "probabilities"
+
+
+def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    name = f"{where}{key}"
+    if key not in doc:
+        raise MetadataError(f"model metadata is missing the key '{name}'")
+    value = doc[key]
+    # bool is an int subclass: never accept it where a number is asked for.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise MetadataError(
+            f"model metadata key '{name}' has type {type(value).__name__}, "
+            f"expected {' or '.join(t.__name__ for t in _as_tuple(kind))}"
+        )
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+@dataclass
+class ModelMetadata:
+    """Everything the runtime needs to preprocess inputs and explain outputs."""
+
+    task: str
+    """One of `TASKS`."""
+    labels: list[str]
+    """Class names; index i is output column i."""
+    vocabulary: list[str]
+    """Tokens; index i is token id i. Starts with `<pad>`, `<unk>`."""
+    tokenizer: TokenizerConfig
+    """Tokenizer settings used in training."""
+    toolkit_version: str
+    """bilstm version that wrote the file."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Architecture summary (cell, layers, sizes, pooling, ...), informative."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Training summary (data, epochs, dev metrics, ...), informative."""
+    export: dict[str, Any] = field(default_factory=dict)
+    """Export settings, parity figures and weight hash, informative."""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Serialise to the JSON document stored in the model file."""
+        doc = {
+            "schema_version": self.schema_version,
+            "toolkit_version": self.toolkit_version,
+            "task": self.task,
+            "labels": self.labels,
+            "vocabulary": self.vocabulary,
+            "tokenizer": self.tokenizer.to_dict(),
+            "model": self.model,
+            "training": self.training,
+            "export": self.export,
+        }
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Parse and validate the JSON document; raises `MetadataError` naming the bad key."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"model metadata '{METADATA_KEY}' is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise MetadataError(f"model metadata '{METADATA_KEY}' must be a JSON object")
+        version = _get(doc, "schema_version", int)
+        if version != SCHEMA_VERSION:
+            raise MetadataError(
+                f"model metadata 'schema_version' is {version}, this bilstm reads version "
+                f"{SCHEMA_VERSION}; upgrade bilstm (pip install -U bilstm) or re-export the model"
+            )
+        task = _get(doc, "task", str)
+        if task not in TASKS:
+            raise MetadataError(f"model metadata 'task' is {task!r}, expected one of {TASKS}")
+        labels = _get(doc, "labels", list)
+        if not labels or not all(isinstance(x, str) for x in labels):
+            raise MetadataError("model metadata 'labels' must be a non-empty list of strings")
+        vocab = _get(doc, "vocabulary", list)
+        if len(vocab) < 2 or vocab[0] != PAD or vocab[1] != UNK:
+            raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
+        if not all(isinstance(x, str) for x in vocab):
+            raise MetadataError("model metadata 'vocabulary' must be a list of strings")
+        tok = _get(doc, "tokenizer", dict)
+        _get(tok, "lowercase", bool, "tokenizer.")
+        _get(tok, "pattern", str, "tokenizer.")
+        max_length = _get(tok, "max_length", int, "tokenizer.")
+        if max_length < 1:
+            raise MetadataError("model metadata 'tokenizer.max_length' must be >= 1")
+        return cls(
+            task=task,
+            labels=list(labels),
+            vocabulary=list(vocab),
+            tokenizer=TokenizerConfig.from_dict(tok),
+            toolkit_version=_get(doc, "toolkit_version", str),
+            model=_get(doc, "model", dict),
+            training=_get(doc, "training", dict),
+            export=_get(doc, "export", dict),
+            schema_version=version,
+        )

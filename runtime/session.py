@@ -1,0 +1,138 @@
+"""ONNX Runtime session creation: device choice, threads, graph optimisation, checks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from enum import Enum
+from pathlib import Path
+
+import onnxruntime as ort
+
+from bilstm.runtime.errors import DeviceError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class Device(str, Enum):
+    """Where to run: `auto` prefers CUDA and falls back to CPU (with a warning)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Optimization(str, Enum):
+    """ONNX Runtime graph optimisation level."""
+
+    none = "none"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
+_LEVELS = {
+    Optimization.none: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    Optimization.basic: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    Optimization.extended: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    Optimization.all: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse paths that cannot be a model before ONNX Runtime sees them."""
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model file")
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a directory, expected an .onnx file")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: the file is empty, expected an ONNX model")
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _cuda_unavailable_reason() -> str:
+    if _installed("onnxruntime-gpu") and _installed("onnxruntime"):
+        return (
+            "both 'onnxruntime' and 'onnxruntime-gpu' are installed and the CPU wheel shadows the "
+            "GPU one; run: pip uninstall -y onnxruntime onnxruntime-gpu && "
+            "pip install onnxruntime-gpu"
+        )
+    if not _installed("onnxruntime-gpu"):
+        return (
+            "the installed ONNX Runtime has no CUDA support; install the GPU wheel instead of the "
+            "CPU one: pip uninstall -y onnxruntime && pip install 'bilstm[gpu]'"
+        )
+    return f"ONNX Runtime offers only {ort.get_available_providers()}"
+
+
+def create_session(
+    path: Path,
+    device: Device = Device.auto,
+    device_id: int = 0,
+    threads: int | None = None,
+    optimization: Optimization = Optimization.all,
+    optimized_model_path: Path | None = None,
+    profile_prefix: str | None = None,
+) -> ort.InferenceSession:
+    """Open `path` in ONNX Runtime on the requested device and check what it really got.
+
+    `threads` sets the intra-op thread count (None: ONNX Runtime's default, one per physical
+    core). `optimized_model_path` saves the optimised graph there for inspection or reuse.
+    """
+    check_model_file(path)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = _LEVELS[Optimization(optimization)]
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads is not None:
+        if threads < 1:
+            raise DeviceError(f"threads must be >= 1, got {threads}")
+        opts.intra_op_num_threads = threads
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+
+    device = Device(device)
+    available = ort.get_available_providers()
+    want_cuda = device is Device.cuda or (device is Device.auto and CUDA in available)
+    if device is Device.cuda and CUDA not in available:
+        raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
+    providers: list[str | tuple[str, dict[str, object]]] = [CPU]
+    if want_cuda:
+        providers = [(CUDA, {"device_id": device_id}), CPU]
+
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises several unrelated exception types for bad files
+        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}") from exc
+
+    got = session.get_providers()
+    if want_cuda and CUDA not in got:
+        # ORT falls back to CPU with only a log line when the CUDA libraries fail to load.
+        if device is Device.cuda:
+            raise DeviceError(
+                "--device cuda was requested but ONNX Runtime could not start CUDA (CUDA or cuDNN "
+                "libraries not loadable, or no GPU visible); check `nvidia-smi` and that the CUDA "
+                "and cuDNN versions match your onnxruntime-gpu"
+            )
+        log.warning("device auto: CUDA could not be started, running on CPU")
+    elif device is Device.auto and not want_cuda:
+        log.info("device auto: no CUDA provider in this ONNX Runtime, running on CPU")
+    return session
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
