@@ -28,11 +28,13 @@ def export(
     """Export a checkpoint to one self-describing ONNX file, verified against PyTorch."""
     from bilstm.export.exporter import export_checkpoint
 
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s: %(message)s",
+    )
     try:
-        report = export_checkpoint(checkpoint, out, opset=opset, verify=verify,
-                                   tolerance=tolerance)
+        report = export_checkpoint(checkpoint, out, opset=opset, verify=verify, tolerance=tolerance)
     except BiLSTMError as exc:
         if debug:
             raise
@@ -40,7 +42,13 @@ def export(
         raise typer.Exit(2) from None
     if report.parity is not None:
         for case in report.parity.cases:
-            typer.echo(f"parity {case['case']:<36} {case['output']:<13} max abs "
-                       f"{case['max_abs']:.2e}  max rel {case['max_rel']:.2e}", err=True)
-    typer.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) in {report.seconds:.2f} s"
-               + ("" if report.parity else " (parity NOT verified: --no-verify)"), err=True)
+            typer.echo(
+                f"parity {case['case']:<36} {case['output']:<13} max abs "
+                f"{case['max_abs']:.2e}  max rel {case['max_rel']:.2e}",
+                err=True,
+            )
+    typer.echo(
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) in {report.seconds:.2f} s"
+        + ("" if report.parity else " (parity NOT verified: --no-verify)"),
+        err=True,
+    )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_class
 from bilstm.export.verify import FP32_TOLERANCE, ParityReport, check_parity
 from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.runtime import metadata as md
+from bilstm.runtime.atomic import atomic_path
 from bilstm.runtime.errors import ExportError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.version import __version__
@@ -54,26 +53,32 @@ def _metadata(ckpt: Checkpoint, export_info: dict[str, Any]) -> ModelMetadata:
         tokenizer=ckpt.tokenizer,
         toolkit_version=__version__,
         model=ckpt.model_config.to_dict(),
-        training={k: ckpt.summary[k] for k in ("data", "train_examples", "dev_examples",
-                                                "best_epoch", "epochs_run", "train_seconds")
-                  if k in ckpt.summary}
-        | {"dev_metrics": {k: v for k, v in ckpt.summary.get("dev_metrics", {}).items()
-                           if k in ("accuracy", "macro_f1", "count")}},
+        training={
+            k: ckpt.summary[k]
+            for k in (
+                "data",
+                "train_examples",
+                "dev_examples",
+                "best_epoch",
+                "epochs_run",
+                "train_seconds",
+            )
+            if k in ckpt.summary
+        }
+        | {
+            "dev_metrics": {
+                k: v
+                for k, v in ckpt.summary.get("dev_metrics", {}).items()
+                if k in ("accuracy", "macro_f1", "count")
+            }
+        },
         export=export_info,
     )
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
-    """Write `path` atomically: a temp file in the same folder, renamed on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
 
 
 def export_checkpoint(
@@ -117,5 +122,6 @@ def export_checkpoint(
     _save(model, out)
     seconds = time.perf_counter() - started
     log.info("exported %s in %.2f s", out, seconds)
-    return ExportReport(path=out, size_bytes=out.stat().st_size, seconds=seconds, parity=parity,
-                        weights_sha256=sha)
+    return ExportReport(
+        path=out, size_bytes=out.stat().st_size, seconds=seconds, parity=parity, weights_sha256=sha
+    )

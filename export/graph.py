@@ -50,20 +50,29 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1,
-           **attrs: Any) -> Any:
+    def op(
+        self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, **attrs: Any
+    ) -> Any:
         """Add a node; returns its output name (or names when it has several)."""
-        names = outputs if isinstance(outputs, list) else [
-            self._name(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=self._name(op_type), **attrs))
+        names = (
+            outputs
+            if isinstance(outputs, list)
+            else [self._name(op_type.lower()) for _ in range(outputs)]
+        )
+        self.nodes.append(
+            helper.make_node(op_type, inputs, names, name=self._name(op_type), **attrs)
+        )
         return names[0] if len(names) == 1 else names
 
     def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 0) -> str:
         """Reduce* with axes as attribute or input, as the opset wants."""
         axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
         if axes_as_input:
-            return str(self.op(op_type, [x, self.const("axes", np.array(axes, np.int64))],
-                               keepdims=keepdims))
+            return str(
+                self.op(
+                    op_type, [x, self.const("axes", np.array(axes, np.int64))], keepdims=keepdims
+                )
+            )
         return str(self.op(op_type, [x], axes=axes, keepdims=keepdims))
 
     def unsqueeze(self, x: str, axes: list[int]) -> str:
@@ -86,8 +95,14 @@ def rnn_weights(state: dict[str, torch.Tensor], prefix: str, cell: str) -> tuple
     for suffix in ("_l0", "_l0_reverse"):
         ws.append(_gates(_np(state[f"{prefix}weight_ih{suffix}"]), cell))
         rs.append(_gates(_np(state[f"{prefix}weight_hh{suffix}"]), cell))
-        bs.append(np.concatenate([_gates(_np(state[f"{prefix}bias_ih{suffix}"]), cell),
-                                  _gates(_np(state[f"{prefix}bias_hh{suffix}"]), cell)]))
+        bs.append(
+            np.concatenate(
+                [
+                    _gates(_np(state[f"{prefix}bias_ih{suffix}"]), cell),
+                    _gates(_np(state[f"{prefix}bias_hh{suffix}"]), cell),
+                ]
+            )
+        )
     return np.stack(ws), np.stack(rs), np.stack(bs)
 
 
@@ -107,16 +122,25 @@ def _merge_final(g: GraphBuilder, h: str, mode: str) -> str:
     return g.reduce({"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[mode], h, [0])
 
 
-def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str,
-             seq_lens: str) -> tuple[str, str]:
+def _encoder(
+    g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str, seq_lens: str
+) -> tuple[str, str]:
     """Stacked fused bidirectional RNN nodes over x [time, batch, in] -> (y, final)."""
     y = final = x
     for layer in range(cfg.num_layers):
         w, r, b = rnn_weights(state, f"encoder.layers.{layer}.", cfg.cell)
-        ins = [y, g.const(f"W{layer}", w), g.const(f"R{layer}", r), g.const(f"B{layer}", b),
-               seq_lens]
-        attrs: dict[str, Any] = {"direction": "bidirectional", "hidden_size": cfg.hidden_size,
-                                 "layout": 0}
+        ins = [
+            y,
+            g.const(f"W{layer}", w),
+            g.const(f"R{layer}", r),
+            g.const(f"B{layer}", b),
+            seq_lens,
+        ]
+        attrs: dict[str, Any] = {
+            "direction": "bidirectional",
+            "hidden_size": cfg.hidden_size,
+            "layout": 0,
+        }
         if cfg.cell == "gru":
             # PyTorch applies the reset gate after the recurrent matmul.
             attrs["linear_before_reset"] = 1
@@ -128,34 +152,54 @@ def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], 
     return y, final
 
 
-def _pool(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], y: str,
-          final: str, ids: str, lengths: str) -> str:
+def _pool(
+    g: GraphBuilder,
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    y: str,
+    final: str,
+    ids: str,
+    lengths: str,
+) -> str:
     """Sequence features y [time, batch, D] -> [batch, D], masked by lengths."""
     if cfg.pooling == "last":
         return final
     time = g.op("Gather", [g.op("Shape", [ids]), g.const("one", np.array(1, np.int64))], axis=0)
-    steps = g.op("Range", [g.const("zero", np.array(0, np.int64)), time,
-                           g.const("one", np.array(1, np.int64))])
+    steps = g.op(
+        "Range",
+        [g.const("zero", np.array(0, np.int64)), time, g.const("one", np.array(1, np.int64))],
+    )
     mask = g.op("Less", [g.unsqueeze(steps, [1]), g.unsqueeze(lengths, [0])])  # [time, batch]
     mask3 = g.unsqueeze(mask, [2])
     if cfg.pooling == "mean":
-        summed = g.reduce("ReduceSum", g.op("Mul", [y, g.op("Cast", [mask3], to=TensorProto.FLOAT)]),
-                          [0])
+        summed = g.reduce(
+            "ReduceSum", g.op("Mul", [y, g.op("Cast", [mask3], to=TensorProto.FLOAT)]), [0]
+        )
         count = g.op("Cast", [g.unsqueeze(lengths, [1])], to=TensorProto.FLOAT)
         return str(g.op("Div", [summed, count]))
     neg_inf = g.const("neg_inf", np.array(-np.inf, np.float32))
     if cfg.pooling == "max":
         return g.reduce("ReduceMax", g.op("Where", [mask3, y, neg_inf]), [0])
-    hidden = g.op("Tanh", [g.op("Add", [
-        g.op("MatMul", [y, g.const("att_w", _np(state["attention.weight"]).T)]),
-        g.const("att_b", _np(state["attention.bias"]))])])
+    hidden = g.op(
+        "Tanh",
+        [
+            g.op(
+                "Add",
+                [
+                    g.op("MatMul", [y, g.const("att_w", _np(state["attention.weight"]).T)]),
+                    g.const("att_b", _np(state["attention.bias"])),
+                ],
+            )
+        ],
+    )
     scores = g.op("MatMul", [hidden, g.const("att_v", _np(state["attention_score.weight"]).T)])
     weights = g.op("Softmax", [g.op("Where", [mask3, scores, neg_inf])], axis=0)
     return g.reduce("ReduceSum", g.op("Mul", [weights, y]), [0])
 
 
-def build_classifier(cfg: ModelConfig, state: dict[str, torch.Tensor], opset: int = DEFAULT_OPSET
-                     ) -> onnx.ModelProto:
+def build_classifier(
+    cfg: ModelConfig, state: dict[str, torch.Tensor], opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
     """ONNX model: input_ids[batch, time], lengths[batch] -> logits, probabilities [batch, C]."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be within {MIN_OPSET}..{MAX_OPSET}, got {opset}")
@@ -166,8 +210,16 @@ def build_classifier(cfg: ModelConfig, state: dict[str, torch.Tensor], opset: in
     seq_lens = g.op("Cast", [lengths], to=TensorProto.INT32)
     y, final = _encoder(g, cfg, state, x, seq_lens)
     pooled = _pool(g, cfg, state, y, final, ids, lengths)
-    g.op("Gemm", [pooled, g.const("out_w", _np(state["output.weight"])),
-                  g.const("out_b", _np(state["output.bias"]))], [md.LOGITS], transB=1)
+    g.op(
+        "Gemm",
+        [
+            pooled,
+            g.const("out_w", _np(state["output.weight"])),
+            g.const("out_b", _np(state["output.bias"])),
+        ],
+        [md.LOGITS],
+        transB=1,
+    )
     g.op("Softmax", [md.LOGITS], [md.PROBABILITIES], axis=1)
 
     graph = helper.make_graph(
@@ -179,13 +231,15 @@ def build_classifier(cfg: ModelConfig, state: dict[str, torch.Tensor], opset: in
         ],
         outputs=[
             helper.make_tensor_value_info(md.LOGITS, TensorProto.FLOAT, [BATCH, cfg.num_labels]),
-            helper.make_tensor_value_info(md.PROBABILITIES, TensorProto.FLOAT,
-                                          [BATCH, cfg.num_labels]),
+            helper.make_tensor_value_info(
+                md.PROBABILITIES, TensorProto.FLOAT, [BATCH, cfg.num_labels]
+            ),
         ],
         initializer=g.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="bilstm")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="bilstm"
+    )
     # ORT 1.17+ reads IR version 9 at most for opset <= 21; pin it rather than take onnx's newest.
     model.ir_version = 8 if opset <= 18 else 9
     return model

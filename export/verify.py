@@ -46,13 +46,18 @@ class ParityReport:
         return {"tolerance": self.tolerance, "max_abs": self.max_abs, "cases": self.cases}
 
 
-def ragged_batch(vocab_size: int, batch: int, time: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def ragged_batch(
+    vocab_size: int, batch: int, time: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Random ids with lengths that include 1, 2 and the full time length."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, time + 1, size=batch)
     lengths[: min(3, batch)] = [1, 2, time][: min(3, batch)]
-    ids = rng.integers(2, vocab_size, size=(batch, time)) if vocab_size > 2 else \
-        np.ones((batch, time), np.int64)
+    ids = (
+        rng.integers(2, vocab_size, size=(batch, time))
+        if vocab_size > 2
+        else np.ones((batch, time), np.int64)
+    )
     ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
     return ids.astype(np.int64), lengths.astype(np.int64)
 
@@ -60,8 +65,12 @@ def ragged_batch(vocab_size: int, batch: int, time: int, seed: int) -> tuple[np.
 def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
     rel = diff / np.maximum(np.abs(ref), 1e-6)
-    return {"case": name, "shape": list(ref.shape), "max_abs": float(diff.max(initial=0.0)),
-            "max_rel": float(rel.max(initial=0.0))}
+    return {
+        "case": name,
+        "shape": list(ref.shape),
+        "max_abs": float(diff.max(initial=0.0)),
+        "max_rel": float(rel.max(initial=0.0)),
+    }
 
 
 def check_parity(
@@ -93,18 +102,32 @@ def check_parity(
     for name, ids, lens in cases:
         logits = predict_logits(ckpt.model, ids, lens)
         ref = {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
-        got = dict(zip([md.LOGITS, md.PROBABILITIES],
-                       session.run([md.LOGITS, md.PROBABILITIES],
-                                   {md.INPUT_IDS: ids, md.LENGTHS: lens}), strict=True))
+        got = dict(
+            zip(
+                [md.LOGITS, md.PROBABILITIES],
+                session.run([md.LOGITS, md.PROBABILITIES], {md.INPUT_IDS: ids, md.LENGTHS: lens}),
+                strict=True,
+            )
+        )
         for output, value in ref.items():
             row = _compare(name, value, got[output])
             row["output"] = output
             report.cases.append(row)
-            log.info("parity %-40s %-13s max abs %.2e  max rel %.2e", name, output,
-                     row["max_abs"], row["max_rel"])
+            log.info(
+                "parity %-40s %-13s max abs %.2e  max rel %.2e",
+                name,
+                output,
+                row["max_abs"],
+                row["max_rel"],
+            )
     if not report.ok:
-        breaches = [f"{c['case']} / {c['output']}: max abs {c['max_abs']:.3e}"
-                    for c in report.cases if c["max_abs"] > tolerance]
-        raise ParityError(f"{onnx_path}: ONNX Runtime differs from PyTorch beyond tolerance "
-                          f"{tolerance:g}: " + "; ".join(breaches))
+        breaches = [
+            f"{c['case']} / {c['output']}: max abs {c['max_abs']:.3e}"
+            for c in report.cases
+            if c["max_abs"] > tolerance
+        ]
+        raise ParityError(
+            f"{onnx_path}: ONNX Runtime differs from PyTorch beyond tolerance "
+            f"{tolerance:g}: " + "; ".join(breaches)
+        )
     return report

@@ -1,11 +1,11 @@
 """Checkpoints: a folder of JSON and safetensors that loading can never execute.
 
-    config.json         format version, task, labels, tokenizer, model and train settings
-    vocab.json          tokens (index = id)
-    weights.safetensors model weights (the best epoch)
-    history.jsonl       one line of metrics per epoch
-    summary.json        data, counts, best dev metrics, timings
-    examples.json       a few dev texts, used by the exporter's parity check
+config.json         format version, task, labels, tokenizer, model and train settings
+vocab.json          tokens (index = id)
+weights.safetensors model weights (the best epoch)
+history.jsonl       one line of metrics per epoch
+summary.json        data, counts, best dev metrics, timings
+examples.json       a few dev texts, used by the exporter's parity check
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def save_checkpoint(ckpt: Checkpoint, directory: Path) -> None:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary folder
     try:
         config = {
             "format_version": FORMAT_VERSION,
@@ -128,7 +131,9 @@ def load_checkpoint(directory: Path) -> Checkpoint:
         labels = [str(x) for x in config["labels"]]
         vocab = Vocabulary(_read_json(directory / VOCAB))
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{directory / CONFIG}: malformed checkpoint config ({exc!r})") from exc
+        raise CheckpointError(
+            f"{directory / CONFIG}: malformed checkpoint config ({exc!r})"
+        ) from exc
     if len(vocab) != model_cfg.vocab_size or len(labels) != model_cfg.num_labels:
         raise CheckpointError(
             f"{directory}: vocab.json has {len(vocab)} tokens and labels {len(labels)} entries, "
@@ -142,7 +147,9 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{directory / WEIGHTS}: weights do not fit the config ({exc})") from exc
+        raise CheckpointError(
+            f"{directory / WEIGHTS}: weights do not fit the config ({exc})"
+        ) from exc
     model.eval()
     history: list[dict[str, Any]] = []
     if (directory / HISTORY).is_file():

@@ -14,8 +14,12 @@ from bilstm.models.config import CELLS, MERGES, POOLINGS, TrainConfig
 from bilstm.runtime.errors import BiLSTMError
 from bilstm.runtime.tokenizer import DEFAULT_MAX_LENGTH, TokenizerConfig
 
-app = typer.Typer(help="Train a BiLSTM model.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Train a BiLSTM model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
 
 @contextlib.contextmanager
@@ -31,8 +35,9 @@ def _user_errors(debug: bool) -> Iterator[None]:
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
-        raise typer.BadParameter(f"must be one of {', '.join(allowed)}; got {value!r}",
-                                 param_hint=name)
+        raise typer.BadParameter(
+            f"must be one of {', '.join(allowed)}; got {value!r}", param_hint=name
+        )
     return value
 
 
@@ -41,10 +46,20 @@ ExistingFile = Annotated[Path, typer.Option(exists=True, dir_okay=False, readabl
 
 @app.command("classify")
 def classify(
-    data: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                       help="Training data: label<TAB>text TSV or JSONL.")],
-    dev: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                      help="Dev data (same format) for metrics and early stopping.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            exists=True, dir_okay=False, help="Training data: label<TAB>text TSV or JSONL."
+        ),
+    ],
+    dev: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Dev data (same format) for metrics and early stopping.",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
     embedding_dim: int = 128,
     hidden_size: int = 128,
@@ -91,13 +106,29 @@ def classify(
             train_items,
             dev_items,
             out,
-            model_cfg={"embedding_dim": embedding_dim, "hidden_size": hidden_size,
-                       "num_layers": layers, "cell": cell, "merge": merge, "pooling": pooling,
-                       "dropout": dropout, "embedding_dropout": embedding_dropout},
-            train_cfg=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
-                                  weight_decay=weight_decay, clip_norm=clip_norm,
-                                  patience=patience, seed=seed, min_freq=min_freq,
-                                  max_vocab=max_vocab, class_weights=class_weights, device=device),
+            model_cfg={
+                "embedding_dim": embedding_dim,
+                "hidden_size": hidden_size,
+                "num_layers": layers,
+                "cell": cell,
+                "merge": merge,
+                "pooling": pooling,
+                "dropout": dropout,
+                "embedding_dropout": embedding_dropout,
+            },
+            train_cfg=TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                clip_norm=clip_norm,
+                patience=patience,
+                seed=seed,
+                min_freq=min_freq,
+                max_vocab=max_vocab,
+                class_weights=class_weights,
+                device=device,
+            ),
             tokenizer_cfg=TokenizerConfig(lowercase=lowercase, max_length=max_length),
             data_info={"train": data.name, "dev": dev.name, "argv": sys.argv[1:]},
         )

@@ -59,7 +59,10 @@ class ModelConfig:
             (self.num_labels >= 1, f"num_labels must be >= 1, got {self.num_labels}"),
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.hidden_size >= 1 and self.embedding_dim >= 1, "sizes must be >= 1"),
-            (0 <= self.dropout < 1 and 0 <= self.embedding_dropout < 1, "dropouts must be in [0, 1)"),
+            (
+                0 <= self.dropout < 1 and 0 <= self.embedding_dropout < 1,
+                "dropouts must be in [0, 1)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

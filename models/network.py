@@ -53,9 +53,7 @@ class BiRNNEncoder(nn.Module):
         )
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [batch, time, input] -> (outputs [batch, time, out], final [batch, out]).
 
         Outputs at padded positions are zero; `final` holds the forward state after the last

@@ -65,8 +65,9 @@ def bucketed_batches(
     return batches
 
 
-def _encode(items: Sequence[LabelledText], tok: Tokenizer, vocab: Vocabulary,
-            label_ids: dict[str, int]) -> Encoded:
+def _encode(
+    items: Sequence[LabelledText], tok: Tokenizer, vocab: Vocabulary, label_ids: dict[str, int]
+) -> Encoded:
     ids = [vocab.encode(tok.tokenize(it.text)) for it in items]
     # A text with no tokens would have length 0, which packed RNNs cannot take; they are
     # scored as a single <unk> in training only (inference returns no label for them).
@@ -74,8 +75,13 @@ def _encode(items: Sequence[LabelledText], tok: Tokenizer, vocab: Vocabulary,
     return Encoded(ids=ids, labels=[label_ids[it.label] for it in items])
 
 
-def evaluate(model: BiLSTMClassifier, data: Encoded, labels: Sequence[str],
-             batch_size: int, device: torch.device) -> dict[str, Any]:
+def evaluate(
+    model: BiLSTMClassifier,
+    data: Encoded,
+    labels: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Classification metrics of `model` on encoded data."""
     model.eval()
     preds = [0] * len(data.ids)
@@ -106,8 +112,11 @@ def train_classifier(
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
     tok = Tokenizer(tokenizer_cfg)
-    vocab = Vocabulary.build((tok.tokenize(it.text) for it in train_items),
-                             min_freq=train_cfg.min_freq, max_size=train_cfg.max_vocab)
+    vocab = Vocabulary.build(
+        (tok.tokenize(it.text) for it in train_items),
+        min_freq=train_cfg.min_freq,
+        max_size=train_cfg.max_vocab,
+    )
     labels = sorted({it.label for it in train_items})
     unseen = sorted({it.label for it in dev_items} - set(labels))
     if unseen:
@@ -121,14 +130,20 @@ def train_classifier(
     weight = None
     if train_cfg.class_weights:
         counts = Counter(train.labels)
-        weight = torch.tensor([len(train.labels) / (len(labels) * counts[i]) for i in
-                               range(len(labels))], dtype=torch.float32, device=device)
+        weight = torch.tensor(
+            [len(train.labels) / (len(labels) * counts[i]) for i in range(len(labels))],
+            dtype=torch.float32,
+            device=device,
+        )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
-                                                       patience=train_cfg.lr_patience)
-    console.print(f"train {len(train.ids)} texts, dev {len(dev.ids)}, vocabulary {len(vocab)}, "
-                  f"labels {labels}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="max", factor=0.5, patience=train_cfg.lr_patience
+    )
+    console.print(
+        f"train {len(train.ids)} texts, dev {len(dev.ids)}, vocabulary {len(vocab)}, "
+        f"labels {labels}, {sum(p.numel() for p in model.parameters()):,} parameters"
+    )
 
     rng = random.Random(train_cfg.seed)
     lengths = [len(s) for s in train.ids]
@@ -140,11 +155,18 @@ def train_classifier(
         model.train()
         batches = bucketed_batches(lengths, train_cfg.batch_size, rng)
         total_loss, seen, t0 = 0.0, 0, time.perf_counter()
-        with Progress(TextColumn(f"epoch {epoch}/{train_cfg.epochs}"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f} "
-                                 "{task.fields[rate]:,.0f} texts/s"),
-                      TimeElapsedColumn(), console=console, transient=True,
-                      disable=not console.is_terminal) as progress:
+        with Progress(
+            TextColumn(f"epoch {epoch}/{train_cfg.epochs}"),
+            BarColumn(),
+            TextColumn(
+                "{task.completed}/{task.total} loss {task.fields[loss]:.4f} "
+                "{task.fields[rate]:,.0f} texts/s"
+            ),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress:
             bar = progress.add_task("train", total=len(batches), loss=0.0, rate=0.0)
             for batch in batches:
                 ids, lens = pad_batch([train.ids[i] for i in batch])
@@ -153,20 +175,31 @@ def train_classifier(
                 logits = model(torch.from_numpy(ids).to(device), torch.from_numpy(lens))
                 loss = loss_fn(logits, target)
                 if not math.isfinite(loss.item()):
-                    raise DataError(f"training diverged at epoch {epoch} (loss {loss.item()}); "
-                                    "lower --lr or set --clip-norm")
+                    raise DataError(
+                        f"training diverged at epoch {epoch} (loss {loss.item()}); "
+                        "lower --lr or set --clip-norm"
+                    )
                 loss.backward()
                 if train_cfg.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
                 opt.step()
                 total_loss += loss.item() * len(batch)
                 seen += len(batch)
-                progress.update(bar, advance=1, loss=total_loss / seen,
-                                rate=seen / max(time.perf_counter() - t0, 1e-9))
+                progress.update(
+                    bar,
+                    advance=1,
+                    loss=total_loss / seen,
+                    rate=seen / max(time.perf_counter() - t0, 1e-9),
+                )
         metrics = evaluate(model, dev, labels, train_cfg.batch_size, device)
-        row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1),
-               "dev_accuracy": metrics["accuracy"], "dev_macro_f1": metrics["macro_f1"],
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss / max(seen, 1),
+            "dev_accuracy": metrics["accuracy"],
+            "dev_macro_f1": metrics["macro_f1"],
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         improved = metrics["accuracy"] > best_acc
         if improved:
@@ -175,9 +208,11 @@ def train_classifier(
             best_metrics = metrics
         else:
             stale += 1
-        console.print(f"epoch {epoch}: loss {row['train_loss']:.4f}  dev acc "
-                      f"{metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-                      f"{row['seconds']:.1f}s{'  *best' if improved else ''}")
+        console.print(
+            f"epoch {epoch}: loss {row['train_loss']:.4f}  dev acc "
+            f"{metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+            f"{row['seconds']:.1f}s{'  *best' if improved else ''}"
+        )
         sched.step(metrics["accuracy"])
         if stale >= train_cfg.patience:
             console.print(f"early stop: no dev improvement for {stale} epochs")
@@ -197,9 +232,17 @@ def train_classifier(
         "train_seconds": round(time.perf_counter() - started, 1),
         "dev_metrics": best_metrics,
     }
-    ckpt = Checkpoint(model=model.cpu(), model_config=cfg, train_config=train_cfg,
-                      tokenizer=tokenizer_cfg, vocabulary=vocab, labels=labels, history=history,
-                      summary=summary, examples=[it.text for it in dev_items[:NUM_EXAMPLES]])
+    ckpt = Checkpoint(
+        model=model.cpu(),
+        model_config=cfg,
+        train_config=train_cfg,
+        tokenizer=tokenizer_cfg,
+        vocabulary=vocab,
+        labels=labels,
+        history=history,
+        summary=summary,
+        examples=[it.text for it in dev_items[:NUM_EXAMPLES]],
+    )
     save_checkpoint(ckpt, out)
     console.print(f"best epoch {best_epoch}: dev accuracy {best_acc:.4f}; saved {out}")
     log.debug("summary %s", json.dumps(summary))

@@ -1,8 +1,8 @@
 """bilstm runtime: run exported bilstm `.onnx` models with ONNX Runtime (no torch).
 
-    from bilstm.runtime import BiLSTM
-    model = BiLSTM.load("sentiment")
-    model.predict(["a gorgeous, witty, seductive movie."])
+from bilstm.runtime import BiLSTM
+model = BiLSTM.load("sentiment")
+model.predict(["a gorgeous, witty, seductive movie."])
 """
 
 from bilstm.runtime.errors import (

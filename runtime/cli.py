@@ -84,7 +84,9 @@ def _record(model: BiLSTM, line: Line, probs: Any) -> dict[str, Any]:
     return {
         "line": line.number,
         "label": model.labels[int(probs.argmax())],
-        "probabilities": {lab: round(float(p), 6) for lab, p in zip(model.labels, probs, strict=True)},
+        "probabilities": {
+            lab: round(float(p), 6) for lab, p in zip(model.labels, probs, strict=True)
+        },
     }
 
 
@@ -95,9 +97,7 @@ def run(
         Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.jsonl,
-    probabilities: Annotated[
-        bool, typer.Option(help="Include every label's probability.")
-    ] = True,
+    probabilities: Annotated[bool, typer.Option(help="Include every label's probability.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per inference batch.")] = (
         DEFAULT_BATCH_SIZE
     ),
@@ -126,10 +126,13 @@ def run(
     """
     _setup_logging(quiet, debug)
     if on_error not in ("record", "stop"):
-        raise typer.BadParameter(f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error")
+        raise typer.BadParameter(
+            f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error"
+        )
     with user_errors(debug):
-        bilstm = BiLSTM.load(model, device=device, device_id=device_id, threads=threads,
-                             optimization=optimization)
+        bilstm = BiLSTM.load(
+            model, device=device, device_id=device_id, threads=threads, optimization=optimization
+        )
         start = time.perf_counter()
         count = failed = 0
         with atomic_output(output) as handle:
@@ -147,8 +150,10 @@ def run(
         elapsed = time.perf_counter() - start
         if not quiet:
             rate = count / elapsed if elapsed > 0 else 0.0
-            _stderr(f"{count} lines, {failed} errors, {elapsed:.2f} s ({rate:,.0f} lines/s) "
-                    f"on {bilstm.providers[0]}")
+            _stderr(
+                f"{count} lines, {failed} errors, {elapsed:.2f} s ({rate:,.0f} lines/s) "
+                f"on {bilstm.providers[0]}"
+            )
     if failed:
         raise typer.Exit(EXIT_RECORD_ERRORS)
 
@@ -229,24 +234,30 @@ def _plugin(name: str) -> typer.Typer | None:
 
 
 def _missing_plugin(name: str) -> None:
-    _stderr(f"error: `bilstm {name}` needs the training extra; install it with "
-            f"pip install torch==2.13.0 'bilstm[train]'")
+    _stderr(
+        f"error: `bilstm {name}` needs the training extra; install it with "
+        f"pip install torch==2.13.0 'bilstm[train]'"
+    )
     raise typer.Exit(EXIT_USAGE)
 
 
 def _make_apps() -> tuple[typer.Typer, typer.Typer]:
-    settings: dict[str, Any] = {"no_args_is_help": True, "pretty_exceptions_enable": False,
-                                "add_completion": False}
+    settings: dict[str, Any] = {
+        "no_args_is_help": True,
+        "pretty_exceptions_enable": False,
+        "add_completion": False,
+    }
     umbrella = typer.Typer(help="Train, export and run bidirectional LSTM models.", **settings)
     umbrella.command("run")(run)
     umbrella.command("eval")(evaluate)
     umbrella.command("info")(info)
     for name, text in PLUGIN_HELP.items():
-        umbrella.command(name, help=text, add_help_option=False,
-                         context_settings={"ignore_unknown_options": True,
-                                           "allow_extra_args": True})(
-            lambda n=name: _missing_plugin(n)
-        )
+        umbrella.command(
+            name,
+            help=text,
+            add_help_option=False,
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        )(lambda n=name: _missing_plugin(n))
     single = typer.Typer(**settings)
     single.command()(run)
     return umbrella, single
@@ -259,8 +270,10 @@ def main() -> None:
         try:
             plugin = _plugin(argv[0])
         except ImportError as exc:
-            _stderr(f"error: `bilstm {argv[0]}` cannot start: {exc}; install the training extra "
-                    f"with pip install torch==2.13.0 'bilstm[train]'")
+            _stderr(
+                f"error: `bilstm {argv[0]}` cannot start: {exc}; install the training extra "
+                f"with pip install torch==2.13.0 'bilstm[train]'"
+            )
             sys.exit(EXIT_USAGE)
         if plugin is not None:
             plugin(args=argv[1:], prog_name=f"bilstm {argv[0]}")

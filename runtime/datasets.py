@@ -80,8 +80,9 @@ def _parse_tsv(line: str, number: int) -> LabelledText:
     if not label:
         raise DataError(f"{number}: the label (first column) is empty")
     if "\t" in text:
+        columns = line.count("\t") + 1
         raise DataError(
-            f"{number}: expected 2 tab-separated columns (label, text), found {line.count(chr(9)) + 1}"
+            f"{number}: expected 2 tab-separated columns (label, text), found {columns}"
         )
     return LabelledText(text=text, label=label, line=number)
 

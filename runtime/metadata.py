@@ -88,7 +88,9 @@ class ModelMetadata:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise MetadataError(f"model metadata '{METADATA_KEY}' is not valid JSON: {exc}") from exc
+            raise MetadataError(
+                f"model metadata '{METADATA_KEY}' is not valid JSON: {exc}"
+            ) from exc
         if not isinstance(doc, dict):
             raise MetadataError(f"model metadata '{METADATA_KEY}' must be a JSON object")
         version = _get(doc, "schema_version", int)

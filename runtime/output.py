@@ -6,11 +6,12 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
+
+from bilstm.runtime.atomic import atomic_path
 
 
 class Format(str, Enum):
@@ -31,22 +32,10 @@ def atomic_output(path: Path | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    directory = path.resolve().parent
-    if not directory.is_dir():
-        from bilstm.runtime.errors import InputError
-
-        raise InputError(f"{path}: the output folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class RecordWriter:

@@ -35,9 +35,7 @@ def open_input(source: str | Path) -> BinaryIO:
     return path.open("rb")
 
 
-def iter_lines(
-    source: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-) -> Iterator[Line]:
+def iter_lines(source: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Line]:
     """Lines of a UTF-8 text file or stdin, without line ends (LF or CRLF) or a leading BOM.
 
     A line that is not valid UTF-8 or longer than `max_line_bytes` yields a `Line` with
@@ -53,8 +51,11 @@ def iter_lines(
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if len(raw) > max_line_bytes:
-                yield Line(number, None, f"line is {len(raw)} bytes, over --max-line-bytes "
-                           f"{max_line_bytes}")
+                yield Line(
+                    number,
+                    None,
+                    f"line is {len(raw)} bytes, over --max-line-bytes {max_line_bytes}",
+                )
                 continue
             try:
                 yield Line(number, raw.decode("utf-8"))

@@ -116,7 +116,9 @@ def create_session(
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises several unrelated exception types for bad files
-        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}") from exc
+        raise ModelLoadError(
+            f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}"
+        ) from exc
 
     got = session.get_providers()
     if want_cuda and CUDA not in got:

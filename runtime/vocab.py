@@ -39,7 +39,9 @@ class Vocabulary:
             counts.update(tokens)
         counts.pop(PAD, None)
         counts.pop(UNK, None)
-        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        ranked = sorted(
+            (t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t)
+        )
         if max_size is not None:
             ranked = ranked[: max(0, max_size - 2)]
         return cls([PAD, UNK, *ranked])

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny data, a tiny trained checkpoint and its export (built once)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+POSITIVE = ["good", "great", "fun", "lovely", "superb", "warm"]
+NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "cold"]
+FILLER = ["the", "movie", "film", "plot", "was", "very", "a", "and", "story", "cast"]
+
+
+def make_sentiment_tsv(path: Path, n: int, seed: int) -> Path:
+    """Synthetic label<TAB>text data where a sentiment word decides the label."""
+    rng = random.Random(seed)
+    lines = ["label\ttext"]
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = rng.choices(FILLER, k=rng.randint(1, 8))
+        words.insert(
+            rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+        )
+        lines.append(f"{label}\t{' '.join(words).capitalize()}.")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    make_sentiment_tsv(d / "train.tsv", 240, seed=1)
+    make_sentiment_tsv(d / "dev.tsv", 60, seed=2)
+    return d
+
+
+@pytest.fixture(scope="session")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A tiny classifier trained for a few epochs, saved as a checkpoint."""
+    pytest.importorskip("torch")
+    from bilstm.models.config import TrainConfig
+    from bilstm.models.training import train_classifier
+    from bilstm.runtime.datasets import read_classification
+    from bilstm.runtime.tokenizer import TokenizerConfig
+
+    out = tmp_path_factory.mktemp("ckpt") / "sentiment"
+    ckpt = train_classifier(
+        read_classification(data_dir / "train.tsv"),
+        read_classification(data_dir / "dev.tsv"),
+        out,
+        model_cfg={
+            "embedding_dim": 12,
+            "hidden_size": 8,
+            "num_layers": 1,
+            "dropout": 0.0,
+            "embedding_dropout": 0.0,
+        },
+        train_cfg=TrainConfig(epochs=12, batch_size=16, lr=0.02, patience=12, seed=3),
+        tokenizer_cfg=TokenizerConfig(max_length=20),
+        data_info={"train": "train.tsv", "dev": "dev.tsv"},
+    )
+    return out, ckpt
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny classifier exported to ONNX (parity verified by the exporter)."""
+    from bilstm.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_checkpoint(trained[0], out)
+    return out

@@ -1,0 +1,42 @@
+"""The shipped sentiment model: loads by name, predicts sensibly, documents itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bilstm.runtime import BiLSTM
+from bilstm.runtime.builtin import builtin_models
+from bilstm.runtime.cli import _make_apps
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "reviews.txt"
+
+
+def test_sentiment_is_shipped_and_loads_by_name() -> None:
+    assert "sentiment" in builtin_models()
+    model = BiLSTM.load("sentiment", device="cpu", threads=1)
+    assert model.labels == ["negative", "positive"]
+    assert model.metadata.training["dev_metrics"]["accuracy"] >= 0.78
+    assert model.metadata.export["parity"]["max_abs"] <= 1e-5
+    good, bad, empty = model.predict(
+        [
+            "A gorgeous, witty, seductive movie.",
+            "A dull, lifeless and boring mess.",
+            "",
+        ]
+    )
+    assert good.label == "positive" and bad.label == "negative"
+    assert empty.label is None
+
+
+def test_bilstm_run_sentiment_on_examples() -> None:
+    _, single = _make_apps()
+    result = CliRunner().invoke(single, ["sentiment", str(EXAMPLES), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = [json.loads(x) for x in result.stdout.splitlines()]
+    lines = EXAMPLES.read_text().splitlines()
+    assert len(out) == len(lines)
+    assert out[0]["label"] == "positive" and out[1]["label"] == "negative"
+    assert out[2]["label"] is None  # the blank line

@@ -1,0 +1,112 @@
+"""Exported ONNX models compute what the PyTorch models compute, on ragged batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from bilstm.export import export_checkpoint  # noqa: E402
+from bilstm.export.verify import ragged_batch  # noqa: E402
+from bilstm.models.checkpoint import Checkpoint, predict_logits  # noqa: E402
+from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
+from bilstm.models.network import BiLSTMClassifier  # noqa: E402
+from bilstm.runtime import BiLSTM  # noqa: E402
+from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
+from bilstm.runtime.vocab import PAD, UNK, Vocabulary  # noqa: E402
+
+LOGIT_TOL = 1e-5
+VOCAB = 20
+
+CONFIGS = [
+    {"num_layers": 1, "cell": "lstm", "merge": "concat", "pooling": "max"},
+    {"num_layers": 2, "cell": "lstm", "merge": "concat", "pooling": "mean"},
+    {"num_layers": 2, "cell": "lstm", "merge": "sum", "pooling": "last"},
+    {"num_layers": 2, "cell": "lstm", "merge": "mul", "pooling": "attention"},
+    {"num_layers": 2, "cell": "gru", "merge": "ave", "pooling": "max"},
+    {"num_layers": 1, "cell": "gru", "merge": "concat", "pooling": "last"},
+]
+
+
+def random_checkpoint(seed: int, **options: object) -> Checkpoint:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=VOCAB, num_labels=3, embedding_dim=6, hidden_size=8, attention_size=5, **options
+    )  # type: ignore[arg-type]
+    model = BiLSTMClassifier(cfg)
+    with torch.no_grad():  # larger than default init so that differences would show
+        for p in model.parameters():
+            p.uniform_(-0.6, 0.6)
+    model.eval()
+    tokens = [PAD, UNK] + [f"w{i}" for i in range(VOCAB - 2)]
+    return Checkpoint(
+        model=model,
+        model_config=cfg,
+        train_config=TrainConfig(),
+        tokenizer=TokenizerConfig(),
+        vocabulary=Vocabulary(tokens),
+        labels=["a", "b", "c"],
+    )
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_parity_on_ragged_batches(options: dict[str, object], tmp_path: Path) -> None:
+    ckpt = random_checkpoint(7, **options)
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path)
+    model = BiLSTM.load(path, device="cpu", threads=1)
+    for batch, time, seed in [(7, 13, 1), (3, 40, 2), (4, 3, 3)]:
+        ids, lens = ragged_batch(VOCAB, batch, time, seed)
+        assert {1, 2, time} <= set(lens.tolist())
+        ref = predict_logits(ckpt.model, ids, lens).numpy()
+        got = model.predict_arrays(ids, lens)["logits"]
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= LOGIT_TOL
+
+
+def test_graph_has_fused_bidirectional_lstm_with_sequence_lens(tmp_path: Path) -> None:
+    ckpt = random_checkpoint(1, num_layers=2)
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path, verify=False)
+    graph = onnx.load(str(path)).graph
+    lstms = [n for n in graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == 2
+    assert all(n.input[4] for n in lstms)  # sequence_lens wired
+    assert not [n for n in graph.node if n.op_type in ("Loop", "Scan")]
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "time"]
+    assert graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_padding_never_leaks(tmp_path: Path) -> None:
+    """Garbage at padded positions must not change any output (reverse direction included)."""
+    ckpt = random_checkpoint(3, num_layers=2, pooling="mean")
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path)
+    model = BiLSTM.load(path, device="cpu", threads=1)
+    ids, lens = ragged_batch(VOCAB, 6, 9, 5)
+    noisy = ids.copy()
+    pad = np.arange(9)[None, :] >= lens[:, None]
+    noisy[pad] = np.random.default_rng(0).integers(2, VOCAB, size=int(pad.sum()))
+    a = model.predict_arrays(ids, lens)["logits"]
+    b = model.predict_arrays(noisy, lens)["logits"]
+    np.testing.assert_array_equal(a, b)
+    # Each row alone (no padding at all) gives the same result as inside the ragged batch.
+    for row in range(6):
+        n = int(lens[row])
+        alone = model.predict_arrays(ids[row : row + 1, :n], lens[row : row + 1])["logits"]
+        assert np.abs(alone - a[row]).max() <= LOGIT_TOL
+
+
+def test_parity_breach_raises_and_leaves_no_file(tmp_path: Path) -> None:
+    from bilstm.runtime.errors import ParityError
+
+    ckpt = random_checkpoint(2)
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ParityError, match="max abs"):
+        export_checkpoint(ckpt, path, tolerance=-1.0)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,16 @@
+"""The runtime must import without torch, onnx or the training side."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_runtime_import_leaves_torch_out() -> None:
+    code = (
+        "import sys, bilstm.runtime, bilstm.runtime.cli;"
+        "bad = [m for m in ('torch', 'onnx', 'onnxscript', 'bilstm.models', 'bilstm.export')"
+        " if m in sys.modules]; print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
