@@ -13,7 +13,7 @@ from typing import Any
 
 import onnx
 
-from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_classifier, check_graph
+from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_graph, check_graph
 from bilstm.export.verify import FP32_TOLERANCE, ParityReport, check_parity
 from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.runtime import metadata as md
@@ -49,8 +49,9 @@ def _metadata(ckpt: Checkpoint, export_info: dict[str, Any]) -> ModelMetadata:
     return ModelMetadata(
         task=ckpt.task,
         labels=ckpt.labels,
-        vocabulary=ckpt.vocabulary.tokens,
+        vocabulary=ckpt.vocabulary.tokens if ckpt.vocabulary else [],
         tokenizer=ckpt.tokenizer,
+        task_config=ckpt.task_config,
         toolkit_version=__version__,
         model=ckpt.model_config.to_dict(),
         training={
@@ -69,7 +70,7 @@ def _metadata(ckpt: Checkpoint, export_info: dict[str, Any]) -> ModelMetadata:
             "dev_metrics": {
                 k: v
                 for k, v in ckpt.summary.get("dev_metrics", {}).items()
-                if k in ("accuracy", "macro_f1", "count")
+                if isinstance(v, int | float)
             }
         },
         export=export_info,
@@ -101,7 +102,7 @@ def export_checkpoint(
     if not out.parent.is_dir():
         raise ExportError(f"{out}: the output folder {out.parent} does not exist")
     ckpt.model.eval()
-    model = build_classifier(ckpt.model_config, ckpt.model.state_dict(), opset)
+    model = build_graph(ckpt.model_config, ckpt.model.state_dict(), opset)
     check_graph(model, ckpt.model_config)
     sha = weights_hash(model)
 

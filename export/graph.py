@@ -197,45 +197,107 @@ def _pool(
     return g.reduce("ReduceSum", g.op("Mul", [weights, y]), [0])
 
 
-def build_classifier(
+def _char_features(
+    g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], ids: str
+) -> str:
+    """char_ids [batch, time, chars] -> [batch, time, filters] (embedding, Conv, ReLU, max)."""
+    w = cfg.max_word_length
+    emb = g.op(
+        "Gather",
+        [g.const("char_embedding", _np(state["embedder.chars.embedding.weight"])), md.CHAR_IDS],
+        axis=0,
+    )  # [b, t, w, c]
+    flat = g.op("Reshape", [emb, g.const("shape", np.array([-1, w, cfg.char_dim], np.int64))])
+    conv = g.op(
+        "Conv",
+        [
+            g.op("Transpose", [flat], perm=[0, 2, 1]),
+            g.const("char_conv_w", _np(state["embedder.chars.conv.weight"])),
+            g.const("char_conv_b", _np(state["embedder.chars.conv.bias"])),
+        ],
+        kernel_shape=[cfg.char_kernel],
+        pads=[cfg.char_kernel // 2] * 2,
+    )
+    pooled = g.reduce("ReduceMax", g.op("Relu", [conv]), [2])  # [b*t, filters]
+    shape = g.op(
+        "Concat",
+        [g.op("Shape", [ids]), g.const("filters", np.array([cfg.char_filters], np.int64))],
+        axis=0,
+    )
+    return str(g.op("Reshape", [pooled, shape]))
+
+
+def _token_features(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor]) -> str:
+    """Word embedding (+ character features) of input_ids, time-major [time, batch, D]."""
+    prefix = "embedding" if cfg.task == "classify" else "embedder.embedding"
+    x = g.op("Gather", [g.const("embedding", _np(state[f"{prefix}.weight"])), md.INPUT_IDS], axis=0)
+    if cfg.char_vocab_size:
+        x = g.op("Concat", [x, _char_features(g, cfg, state, md.INPUT_IDS)], axis=2)
+    return str(g.op("Transpose", [x], perm=[1, 0, 2]))  # ONNX RNNs take layout 0
+
+
+def _dense(g: GraphBuilder, state: dict[str, torch.Tensor], x: str, out: str) -> str:
+    """Linear layer `output` on [..., D] (MatMul + Add keeps any leading axes)."""
+    y = g.op("MatMul", [x, g.const("out_w", _np(state["output.weight"]).T)])
+    return str(g.op("Add", [y, g.const("out_b", _np(state["output.bias"]))], [out]))
+
+
+def _io(name: str, elem: int, dims: list[str | int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def build_graph(
     cfg: ModelConfig, state: dict[str, torch.Tensor], opset: int = DEFAULT_OPSET
 ) -> onnx.ModelProto:
-    """ONNX model: input_ids[batch, time], lengths[batch] -> logits, probabilities [batch, C]."""
+    """The ONNX model of any bilstm task, inputs/outputs as in docs/model-file.md."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be within {MIN_OPSET}..{MAX_OPSET}, got {opset}")
     g = GraphBuilder(opset)
-    ids, lengths = md.INPUT_IDS, md.LENGTHS
-    emb = g.op("Gather", [g.const("embedding", _np(state["embedding.weight"])), ids], axis=0)
-    x = g.op("Transpose", [emb], perm=[1, 0, 2])  # time-major: ONNX RNNs take layout 0
-    seq_lens = g.op("Cast", [lengths], to=TensorProto.INT32)
-    y, final = _encoder(g, cfg, state, x, seq_lens)
-    pooled = _pool(g, cfg, state, y, final, ids, lengths)
-    g.op(
-        "Gemm",
-        [
-            pooled,
-            g.const("out_w", _np(state["output.weight"])),
-            g.const("out_b", _np(state["output.bias"])),
-        ],
-        [md.LOGITS],
-        transB=1,
-    )
-    g.op("Softmax", [md.LOGITS], [md.PROBABILITIES], axis=1)
+    i64, f32 = TensorProto.INT64, TensorProto.FLOAT
+    seq_lens = g.op("Cast", [md.LENGTHS], to=TensorProto.INT32)
+    inputs = [_io(md.LENGTHS, i64, [BATCH])]
+    n = cfg.num_labels
+    if cfg.task == "forecast":
+        inputs.insert(0, _io(md.FEATURES, f32, [BATCH, TIME, cfg.num_features]))
+        scaled = g.op(
+            "Div",
+            [
+                g.op("Sub", [md.FEATURES, g.const("mean", _np(state["feature_mean"]))]),
+                g.const("std", _np(state["feature_std"])),
+            ],
+        )
+        _, final = _encoder(g, cfg, state, g.op("Transpose", [scaled], perm=[1, 0, 2]), seq_lens)
+        y = g.op("MatMul", [final, g.const("out_w", _np(state["output.weight"]).T)])
+        y = g.op("Add", [y, g.const("out_b", _np(state["output.bias"]))])
+        y = g.op("Mul", [y, g.const("target_std", _np(state["target_std"]))])
+        g.op("Add", [y, g.const("target_mean", _np(state["target_mean"]))], [md.FORECAST])
+        outputs = [_io(md.FORECAST, f32, [BATCH, n])]
+    else:
+        inputs.insert(0, _io(md.INPUT_IDS, i64, [BATCH, TIME]))
+        if cfg.char_vocab_size:
+            inputs.append(_io(md.CHAR_IDS, i64, [BATCH, TIME, cfg.max_word_length]))
+        y, final = _encoder(g, cfg, state, _token_features(g, cfg, state), seq_lens)
+        if cfg.task == "classify":
+            pooled = _pool(g, cfg, state, y, final, md.INPUT_IDS, md.LENGTHS)
+            _dense(g, state, pooled, md.LOGITS)
+            out_dims: list[str | int] = [BATCH, n]
+        elif cfg.task == "tag":
+            _dense(g, state, g.op("Transpose", [y], perm=[1, 0, 2]), md.LOGITS)
+            out_dims = [BATCH, TIME, n]
+        else:  # cloze: the features at each row's mask position
+            inputs.append(_io(md.MASK_POSITIONS, i64, [BATCH]))
+            picked = g.op(
+                "GatherND",
+                [g.op("Transpose", [y], perm=[1, 0, 2]), g.unsqueeze(md.MASK_POSITIONS, [1])],
+                batch_dims=1,
+            )
+            _dense(g, state, picked, md.LOGITS)
+            out_dims = [BATCH, n]
+        g.op("Softmax", [md.LOGITS], [md.PROBABILITIES], axis=len(out_dims) - 1)
+        outputs = [_io(md.LOGITS, f32, out_dims), _io(md.PROBABILITIES, f32, out_dims)]
 
     graph = helper.make_graph(
-        g.nodes,
-        "bilstm",
-        inputs=[
-            helper.make_tensor_value_info(ids, TensorProto.INT64, [BATCH, TIME]),
-            helper.make_tensor_value_info(lengths, TensorProto.INT64, [BATCH]),
-        ],
-        outputs=[
-            helper.make_tensor_value_info(md.LOGITS, TensorProto.FLOAT, [BATCH, cfg.num_labels]),
-            helper.make_tensor_value_info(
-                md.PROBABILITIES, TensorProto.FLOAT, [BATCH, cfg.num_labels]
-            ),
-        ],
-        initializer=g.initializers,
+        g.nodes, f"bilstm_{cfg.task}", inputs=inputs, outputs=outputs, initializer=g.initializers
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="bilstm"
@@ -263,5 +325,8 @@ def check_graph(model: onnx.ModelProto, cfg: ModelConfig) -> None:
         first = value.type.tensor_type.shape.dim[0]
         if first.dim_param != BATCH:
             raise ExportError(f"'{value.name}' has a fixed batch axis")
-        if value.name == md.INPUT_IDS and value.type.tensor_type.shape.dim[1].dim_param != TIME:
+        if (
+            value.name in (md.INPUT_IDS, md.FEATURES)
+            and value.type.tensor_type.shape.dim[1].dim_param != TIME
+        ):
             raise ExportError(f"'{value.name}' has a fixed time axis")

@@ -13,10 +13,11 @@ import torch
 
 from bilstm.models.checkpoint import Checkpoint, predict_logits
 from bilstm.runtime import metadata as md
-from bilstm.runtime.batching import pad_batch
 from bilstm.runtime.errors import ParityError
+from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, create_session
 from bilstm.runtime.tokenizer import Tokenizer
+from bilstm.runtime.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,89 @@ def ragged_batch(
     return ids.astype(np.int64), lengths.astype(np.int64)
 
 
+def text_encoder(ckpt: Checkpoint) -> TextEncoder:
+    """The runtime preprocessing of a text checkpoint."""
+    assert ckpt.tokenizer is not None and ckpt.vocabulary is not None
+    chars = ckpt.task_config.get("char_vocabulary")
+    return TextEncoder(
+        Tokenizer(ckpt.tokenizer),
+        ckpt.vocabulary,
+        Vocabulary(chars) if chars else None,
+        int(ckpt.task_config.get("max_word_length", 20)),
+    )
+
+
+def random_feeds(ckpt: Checkpoint, batch: int, time: int, seed: int) -> dict[str, np.ndarray]:
+    """Random graph inputs of a checkpoint's task at one (batch, time), ragged lengths."""
+    cfg = ckpt.model_config
+    rng = np.random.default_rng(seed + 1000)
+    if cfg.task == "forecast":
+        _, lens = ragged_batch(3, batch, time, seed)
+        scale = ckpt.task_config.get("scaler", {})
+        mean = np.asarray(scale.get("mean", np.zeros(cfg.num_features)), np.float32)
+        std = np.asarray(scale.get("std", np.ones(cfg.num_features)), np.float32)
+        x = rng.normal(size=(batch, time, cfg.num_features)).astype(np.float32) * std + mean
+        return {md.FEATURES: x.astype(np.float32), md.LENGTHS: lens}
+    ids, lens = ragged_batch(cfg.vocab_size, batch, time, seed)
+    feeds = {md.INPUT_IDS: ids, md.LENGTHS: lens}
+    if cfg.char_vocab_size:
+        chars = rng.integers(1, cfg.char_vocab_size, size=(batch, time, cfg.max_word_length))
+        word_len = rng.integers(1, cfg.max_word_length + 1, size=(batch, time, 1))
+        chars[np.arange(cfg.max_word_length)[None, None, :] >= word_len] = 0
+        chars[ids == 0] = 0
+        feeds[md.CHAR_IDS] = chars.astype(np.int64)
+    if cfg.task == "cloze":
+        feeds[md.MASK_POSITIONS] = (rng.random(batch) * lens).astype(np.int64)
+    return feeds
+
+
+def example_feeds(ckpt: Checkpoint) -> dict[str, np.ndarray] | None:
+    """Graph inputs built from the checkpoint's stored dev examples, if any."""
+    if not ckpt.examples:
+        return None
+    if ckpt.task == "forecast":
+        x = np.asarray(ckpt.examples, dtype=np.float32)
+        return {md.FEATURES: x, md.LENGTHS: np.full(len(x), x.shape[1], np.int64)}
+    enc = text_encoder(ckpt)
+    token_lists = [enc.split(str(t)) for t in ckpt.examples]
+    positions: list[int] = []
+    if ckpt.task == "cloze":
+        kept = []
+        for toks in token_lists:
+            pos = blank_position(toks) if toks else None
+            if pos is not None:
+                toks[pos] = MASK
+                kept.append(toks)
+                positions.append(pos)
+        token_lists = kept
+    token_lists = [t for t in token_lists if t]
+    if not token_lists:
+        return None
+    feeds = enc.batch(token_lists)
+    if ckpt.task == "cloze":
+        feeds[md.MASK_POSITIONS] = np.asarray(positions, np.int64)
+    return feeds
+
+
+def reference_outputs(ckpt: Checkpoint, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What the PyTorch model computes for the same inputs, by graph output name."""
+    cfg = ckpt.model_config
+    if cfg.task == "forecast":
+        out = predict_logits(ckpt.model, feeds[md.FEATURES], feeds[md.LENGTHS])
+        return {md.FORECAST: out.numpy()}
+    extra = [feeds[k] for k in (md.CHAR_IDS, md.MASK_POSITIONS) if k in feeds]
+    logits = predict_logits(ckpt.model, feeds[md.INPUT_IDS], feeds[md.LENGTHS], *extra)
+    return {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
+
+
+def _valid(task: str, feeds: dict[str, np.ndarray], value: np.ndarray) -> np.ndarray:
+    """Only real positions count for per-token outputs (padding rows are never read)."""
+    if task != "tag":
+        return value
+    lens = feeds[md.LENGTHS]
+    return value[np.arange(value.shape[1])[None, :] < lens[:, None]]
+
+
 def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
     rel = diff / np.maximum(np.abs(ref), 1e-6)
@@ -80,37 +164,29 @@ def check_parity(
     shapes: Sequence[tuple[int, int]] = ((5, 11), (3, 29), (1, 1)),
     seed: int = 0,
 ) -> ParityReport:
-    """Compare PyTorch and ONNX Runtime logits and probabilities.
+    """Compare PyTorch and ONNX Runtime on every output of the graph.
 
-    Cases: ragged random batches at `shapes` (batch, time), none equal to an export example,
-    plus the checkpoint's stored dev texts. Raises `ParityError` listing every breach.
+    Cases: ragged random batches at `shapes` (batch, time), plus the checkpoint's stored dev
+    examples. Raises `ParityError` listing every breach.
     """
     session = create_session(onnx_path, device=Device.cpu, threads=1)
-    cases: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for i, (batch, time) in enumerate(shapes):
-        ids, lens = ragged_batch(ckpt.model_config.vocab_size, batch, time, seed + i)
-        cases.append((f"random batch={batch} time={time}", ids, lens))
-    if ckpt.examples:
-        tok = Tokenizer(ckpt.tokenizer)
-        seqs = [ckpt.vocabulary.encode(tok.tokenize(t)) for t in ckpt.examples]
-        seqs = [s for s in seqs if s]
-        if seqs:
-            ids, lens = pad_batch(seqs)
-            cases.append((f"dev examples batch={len(seqs)} time={ids.shape[1]}", ids, lens))
-
+    cases = [
+        (f"random batch={b} time={t}", random_feeds(ckpt, b, t, seed + i))
+        for i, (b, t) in enumerate(shapes)
+    ]
+    real = example_feeds(ckpt)
+    if real is not None:
+        first = next(iter(real.values()))
+        cases.append((f"dev examples batch={first.shape[0]} time={first.shape[1]}", real))
+    names = [o.name for o in session.get_outputs()]
     report = ParityReport(tolerance=tolerance)
-    for name, ids, lens in cases:
-        logits = predict_logits(ckpt.model, ids, lens)
-        ref = {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
-        got = dict(
-            zip(
-                [md.LOGITS, md.PROBABILITIES],
-                session.run([md.LOGITS, md.PROBABILITIES], {md.INPUT_IDS: ids, md.LENGTHS: lens}),
-                strict=True,
-            )
-        )
+    for name, feeds in cases:
+        ref = reference_outputs(ckpt, feeds)
+        got = dict(zip(names, session.run(names, feeds), strict=True))
         for output, value in ref.items():
-            row = _compare(name, value, got[output])
+            row = _compare(
+                name, _valid(ckpt.task, feeds, value), _valid(ckpt.task, feeds, got[output])
+            )
             row["output"] = output
             report.cases.append(row)
             log.info(

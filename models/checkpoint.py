@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bilstm.models.config import ModelConfig, TrainConfig
-from bilstm.models.network import BiLSTMClassifier
+from bilstm.models.network import build_model
 from bilstm.runtime.errors import CheckpointError
 from bilstm.runtime.tokenizer import TokenizerConfig
 from bilstm.runtime.vocab import Vocabulary
@@ -41,15 +41,16 @@ EXAMPLES = "examples.json"
 class Checkpoint:
     """A trained model with everything needed to use, evaluate or export it."""
 
-    model: BiLSTMClassifier
+    model: torch.nn.Module
     model_config: ModelConfig
     train_config: TrainConfig
-    tokenizer: TokenizerConfig
-    vocabulary: Vocabulary
+    tokenizer: TokenizerConfig | None
+    vocabulary: Vocabulary | None
     labels: list[str]
+    task_config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    examples: list[str] = field(default_factory=list)
+    examples: list[Any] = field(default_factory=list)
 
     @property
     def task(self) -> str:
@@ -70,12 +71,14 @@ def save_checkpoint(ckpt: Checkpoint, directory: Path) -> None:
             "format_version": FORMAT_VERSION,
             "task": ckpt.task,
             "labels": ckpt.labels,
-            "tokenizer": ckpt.tokenizer.to_dict(),
+            "tokenizer": ckpt.tokenizer.to_dict() if ckpt.tokenizer else None,
+            "task_config": ckpt.task_config,
             "model": ckpt.model_config.to_dict(),
             "train": ckpt.train_config.to_dict(),
         }
         _write_json(tmp / CONFIG, config)
-        _write_json(tmp / VOCAB, ckpt.vocabulary.tokens)
+        if ckpt.vocabulary is not None:
+            _write_json(tmp / VOCAB, ckpt.vocabulary.tokens)
         _write_json(tmp / SUMMARY, ckpt.summary)
         _write_json(tmp / EXAMPLES, ckpt.examples)
         with (tmp / HISTORY).open("w", encoding="utf-8") as fh:
@@ -127,19 +130,26 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     try:
         model_cfg = ModelConfig.from_dict(config["model"])
         train_cfg = TrainConfig.from_dict(config["train"])
-        tokenizer = TokenizerConfig.from_dict(config["tokenizer"])
+        text = config.get("tokenizer") is not None
+        tokenizer = TokenizerConfig.from_dict(config["tokenizer"]) if text else None
         labels = [str(x) for x in config["labels"]]
-        vocab = Vocabulary(_read_json(directory / VOCAB))
+        vocab = Vocabulary(_read_json(directory / VOCAB)) if text else None
+        task_config = dict(config.get("task_config") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{directory / CONFIG}: malformed checkpoint config ({exc!r})"
         ) from exc
-    if len(vocab) != model_cfg.vocab_size or len(labels) != model_cfg.num_labels:
+    if vocab is not None and len(vocab) != model_cfg.vocab_size:
         raise CheckpointError(
-            f"{directory}: vocab.json has {len(vocab)} tokens and labels {len(labels)} entries, "
-            f"but the model expects {model_cfg.vocab_size} and {model_cfg.num_labels}"
+            f"{directory}: vocab.json has {len(vocab)} tokens but the model expects "
+            f"{model_cfg.vocab_size}"
         )
-    model = BiLSTMClassifier(model_cfg)
+    if model_cfg.task in ("classify", "tag") and len(labels) != model_cfg.num_labels:
+        raise CheckpointError(
+            f"{directory}: config has {len(labels)} labels but the model outputs "
+            f"{model_cfg.num_labels}"
+        )
+    model = build_model(model_cfg)
     try:
         state = load_file(str(directory / WEIGHTS))
     except (OSError, SafetensorError) as exc:
@@ -163,14 +173,17 @@ def load_checkpoint(directory: Path) -> Checkpoint:
         tokenizer=tokenizer,
         vocabulary=vocab,
         labels=labels,
+        task_config=task_config,
         history=history,
         summary=summary,
-        examples=[str(x) for x in examples],
+        examples=list(examples),
     )
 
 
-def predict_logits(model: torch.nn.Module, ids: Any, lengths: Any) -> torch.Tensor:
-    """Eval-mode logits for numpy or torch `input_ids`/`lengths` (no gradients)."""
+def predict_logits(model: torch.nn.Module, ids: Any, lengths: Any, *extra: Any) -> torch.Tensor:
+    """Eval-mode outputs for numpy or torch inputs (no gradients), e.g. logits of a classifier."""
     model.eval()
     with torch.inference_mode():
-        return model(torch.as_tensor(ids), torch.as_tensor(lengths))
+        return model(
+            torch.as_tensor(ids), torch.as_tensor(lengths), *(torch.as_tensor(e) for e in extra)
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 from bilstm.runtime.errors import CheckpointError
 
+TASKS = ("classify", "tag", "forecast", "cloze")
 CELLS = ("lstm", "gru")
 MERGES = ("concat", "sum", "mul", "ave")
 POOLINGS = ("last", "mean", "max", "attention")
@@ -25,11 +26,23 @@ class ModelConfig:
     """Architecture of a BiLSTM model."""
 
     vocab_size: int
-    """Rows of the embedding table (ids 0 = padding, 1 = unknown)."""
+    """Rows of the embedding table (ids 0 = padding, 1 = unknown); 0 for forecast."""
     num_labels: int
-    """Output classes."""
+    """Output width: classes (classify), tags (tag), horizon (forecast), vocabulary (cloze)."""
     task: str = "classify"
-    """What the head predicts."""
+    """What the head predicts: classify | tag | forecast | cloze."""
+    num_features: int = 0
+    """Input features per time step (forecast)."""
+    char_vocab_size: int = 0
+    """Characters known to the character CNN (tag); 0 disables character features."""
+    char_dim: int = 32
+    """Character embedding size."""
+    char_filters: int = 64
+    """Character CNN filters (= character feature size per word)."""
+    char_kernel: int = 3
+    """Character CNN window (odd)."""
+    max_word_length: int = 20
+    """Characters per word seen by the CNN; words are padded/truncated to exactly this."""
     embedding_dim: int = 128
     """Size of the word embeddings."""
     hidden_size: int = 128
@@ -52,10 +65,19 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise `CheckpointError` if a setting is out of range."""
         checks = [
+            (self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}"),
             (self.cell in CELLS, f"cell must be one of {CELLS}, got {self.cell!r}"),
             (self.merge in MERGES, f"merge must be one of {MERGES}, got {self.merge!r}"),
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}"),
-            (self.vocab_size >= 2, f"vocab_size must be >= 2, got {self.vocab_size}"),
+            (
+                self.task == "forecast" or self.vocab_size >= 2,
+                f"vocab_size must be >= 2, got {self.vocab_size}",
+            ),
+            (
+                self.task != "forecast" or self.num_features >= 1,
+                f"num_features must be >= 1 for forecast, got {self.num_features}",
+            ),
+            (self.char_kernel % 2 == 1, f"char_kernel must be odd, got {self.char_kernel}"),
             (self.num_labels >= 1, f"num_labels must be >= 1, got {self.num_labels}"),
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.hidden_size >= 1 and self.embedding_dim >= 1, "sizes must be >= 1"),
@@ -67,6 +89,13 @@ class ModelConfig:
         for ok, message in checks:
             if not ok:
                 raise CheckpointError(message)
+
+    @property
+    def input_size(self) -> int:
+        """Width of the first recurrent layer's input."""
+        if self.task == "forecast":
+            return self.num_features
+        return self.embedding_dim + (self.char_filters if self.char_vocab_size else 0)
 
     @property
     def output_size(self) -> int:
@@ -106,6 +135,8 @@ class TrainConfig:
     """Cap on vocabulary size (including <pad>, <unk>)."""
     class_weights: bool = False
     """Weight the loss by inverse class frequency (imbalanced data)."""
+    word_dropout: float = 0.0
+    """Replace training tokens by <unk> with this probability (teaches the <unk> path, tag)."""
     device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:

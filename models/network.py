@@ -80,6 +80,47 @@ def time_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
     return torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
 
 
+class CharCNN(nn.Module):
+    """Character features per word: embed chars, 1-D convolution, max over the word.
+
+    Words are always padded/truncated to `max_word_length` characters, so a word's features
+    never depend on the other words in the batch.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.char_vocab_size, cfg.char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(
+            cfg.char_dim, cfg.char_filters, cfg.char_kernel, padding=cfg.char_kernel // 2
+        )
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """char_ids [batch, time, chars] -> [batch, time, filters]."""
+        b, t, w = char_ids.shape
+        x = self.embedding(char_ids.reshape(b * t, w)).transpose(1, 2)  # [b*t, dim, chars]
+        y = torch.relu(self.conv(x)).max(dim=2).values
+        return y.reshape(b, t, -1)
+
+
+class TokenEmbedder(nn.Module):
+    """Word embedding (+ character CNN features) with spatial dropout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=0)
+        self.chars = CharCNN(cfg) if cfg.char_vocab_size else None
+        self.dropout = SpatialDropout(cfg.embedding_dropout)
+
+    def forward(self, input_ids: torch.Tensor, char_ids: torch.Tensor | None) -> torch.Tensor:
+        """-> [batch, time, embedding_dim (+ char_filters)]."""
+        x = self.embedding(input_ids)
+        if self.chars is not None:
+            if char_ids is None:
+                raise ValueError("this model uses character features: pass char_ids")
+            x = torch.cat([x, self.chars(char_ids)], dim=-1)
+        return self.dropout(x)
+
+
 class BiLSTMClassifier(nn.Module):
     """Text classifier: returns logits [batch, classes]; softmax is applied in the export."""
 
@@ -116,3 +157,87 @@ class BiLSTMClassifier(nn.Module):
         x = self.embedding_dropout(self.embedding(input_ids))
         y, final = self.encoder(x, lengths)
         return self.output(self.dropout(self.pool(y, final, lengths)))
+
+
+class BiLSTMTagger(nn.Module):
+    """Sequence tagger: logits [batch, time, tags], one label per token."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embedder = TokenEmbedder(cfg)
+        self.encoder = BiRNNEncoder(cfg, cfg.input_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(cfg.output_size, cfg.num_labels)
+
+    def forward(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor, char_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """input_ids [batch, time], lengths [batch], char_ids [batch, time, chars] (optional)."""
+        y, _ = self.encoder(self.embedder(input_ids, char_ids), lengths)
+        return self.output(self.dropout(y))
+
+
+class BiLSTMForecaster(nn.Module):
+    """Forecaster: raw feature windows [batch, time, features] -> raw forecasts [batch, horizon].
+
+    Scaling lives in the module (buffers fitted on training data), so the exported graph takes
+    and returns values in the data's own units.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.register_buffer("feature_mean", torch.zeros(cfg.num_features))
+        self.register_buffer("feature_std", torch.ones(cfg.num_features))
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+        self.encoder = BiRNNEncoder(cfg, cfg.num_features)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(cfg.output_size, cfg.num_labels)
+
+    def forward_scaled(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Forecasts in target-standardised units (what the loss sees)."""
+        x = (features - self.feature_mean) / self.feature_std
+        _, final = self.encoder(x, lengths)
+        return self.output(self.dropout(final))
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """features [batch, time, features] float32, lengths [batch] -> [batch, horizon]."""
+        return self.forward_scaled(features, lengths) * self.target_std + self.target_mean
+
+
+class BiLSTMCloze(nn.Module):
+    """Fill-in-the-blank: logits over the vocabulary for the word at `mask_positions`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embedder = TokenEmbedder(cfg)
+        self.encoder = BiRNNEncoder(cfg, cfg.input_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(cfg.output_size, cfg.num_labels)
+
+    def forward(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor, mask_positions: torch.Tensor
+    ) -> torch.Tensor:
+        """input_ids [batch, time], lengths [batch], mask_positions [batch] -> [batch, vocab]."""
+        y, _ = self.encoder(self.embedder(input_ids, None), lengths)
+        picked = y[torch.arange(y.shape[0]), mask_positions.to(torch.int64)]
+        return self.output(self.dropout(picked))
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "classify": BiLSTMClassifier,
+    "tag": BiLSTMTagger,
+    "forecast": BiLSTMForecaster,
+    "cloze": BiLSTMCloze,
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The module for `cfg.task`."""
+    return MODELS[cfg.task](cfg)

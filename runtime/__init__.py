@@ -16,7 +16,8 @@ from bilstm.runtime.errors import (
     ModelLoadError,
     ParityError,
 )
-from bilstm.runtime.model import BiLSTM, ClassPrediction
+from bilstm.runtime.model import BiLSTM
+from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
 from bilstm.runtime.version import __version__
 
 __all__ = [
@@ -24,12 +25,15 @@ __all__ = [
     "BiLSTMError",
     "CheckpointError",
     "ClassPrediction",
+    "ClozePrediction",
     "DataError",
     "DeviceError",
     "ExportError",
+    "Forecast",
     "InputError",
     "MetadataError",
     "ModelLoadError",
     "ParityError",
+    "TagPrediction",
     "__version__",
 ]

@@ -31,6 +31,7 @@ EXIT_RECORD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PLUGIN_GROUP = "bilstm.commands"
+HOOK_GROUP = "bilstm.hooks"
 PLUGIN_HELP = {
     "train": "Train a model (needs the train extra: pip install 'bilstm[train]').",
     "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm[train]').",
@@ -76,29 +77,53 @@ def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
         yield chunk
 
 
-def _record(model: BiLSTM, line: Line, probs: Any) -> dict[str, Any]:
-    if line.error is not None:
-        return {"line": line.number, "error": line.error}
-    if probs is None:
-        return {"line": line.number, "label": None, "probabilities": None}
-    return {
-        "line": line.number,
-        "label": model.labels[int(probs.argmax())],
-        "probabilities": {
-            lab: round(float(p), 6) for lab, p in zip(model.labels, probs, strict=True)
-        },
-    }
+def _forecast_input(model: BiLSTM, source: str) -> tuple[Any, list[int]]:
+    """The model's columns from a CSV file (or stdin) as [rows, columns] and file lines."""
+    import tempfile
+
+    import numpy as np
+
+    from bilstm.runtime.datasets import read_series
+    from bilstm.runtime.reader import STDIN
+
+    if source == STDIN:
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+            tmp.write(sys.stdin.buffer.read())
+        path = Path(tmp.name)
+    else:
+        path = Path(source)
+    try:
+        series = read_series(path, model.columns)
+    finally:
+        if source == STDIN:
+            path.unlink()
+    values = np.stack([np.asarray(series.columns[c], np.float32) for c in model.columns], axis=1)
+    return values, series.lines
 
 
 def run(
     model: ModelArg,
-    input: Annotated[str, typer.Argument(help="Text file, one input per line; - for stdin.")],
+    input: Annotated[
+        str, typer.Argument(help="Input file (text lines, or CSV for forecast); - for stdin.")
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.jsonl,
-    probabilities: Annotated[bool, typer.Option(help="Include every label's probability.")] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per inference batch.")] = (
+    probabilities: Annotated[
+        bool, typer.Option(help="Include probabilities (classify) or confidences (tag).")
+    ] = True,
+    top_k: Annotated[int, typer.Option(min=1, help="Candidate words per blank (cloze).")] = 5,
+    rolling: Annotated[
+        bool, typer.Option(help="Forecast: a forecast for every window, not just the last.")
+    ] = False,
+    anomalies: Annotated[
+        bool, typer.Option(help="Forecast: flag actual values far from the forecast (rolling).")
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, help="Anomaly threshold in residual standard deviations.")
+    ] = 3.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per inference batch.")] = (
         DEFAULT_BATCH_SIZE
     ),
     chunk_size: Annotated[
@@ -119,11 +144,15 @@ def run(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Score every line of INPUT with MODEL; one output record per input line, in order.
+    """Run MODEL on INPUT; one output record per input line (or window), in order.
 
-    A line without tokens (empty or whitespace) gets label null. A line that cannot be read
-    (invalid UTF-8, too long) gets an error record, or stops the run with --on-error stop.
+    classify/tag/cloze: one text per line (tag: whitespace-separated tokens; cloze: a line
+    with one ___ blank). A line without tokens gets label null (classify) or empty lists.
+    A line that cannot be read (invalid UTF-8, too long) gets an error record, or stops the
+    run with --on-error stop. forecast: a CSV with the model's columns.
     """
+    from bilstm.runtime.records import forecast_records, text_records, tsv_columns
+
     _setup_logging(quiet, debug)
     if on_error not in ("record", "stop"):
         raise typer.BadParameter(
@@ -136,22 +165,31 @@ def run(
         start = time.perf_counter()
         count = failed = 0
         with atomic_output(output) as handle:
-            writer = RecordWriter(handle, fmt, bilstm.labels, probabilities)
-            for chunk in _chunks(iter_lines(input, max_line_bytes), chunk_size):
-                bad = [ln for ln in chunk if ln.error is not None]
-                if bad and on_error == "stop":
-                    raise BiLSTMError(f"{input}:{bad[0].number}: {bad[0].error} (--on-error stop)")
-                encoded = bilstm.encode([ln.text or "" for ln in chunk])
-                probs = bilstm.probabilities(encoded, batch_size)
-                for line, p in zip(chunk, probs, strict=True):
-                    writer.write(_record(bilstm, line, p))
-                count += len(chunk)
-                failed += len(bad)
+            writer = RecordWriter(handle, fmt, tsv_columns(bilstm, probabilities))
+            if bilstm.task == "forecast":
+                values, rows = _forecast_input(bilstm, input)
+                for record in forecast_records(
+                    bilstm, values, rows, rolling, anomalies, threshold, batch_size
+                ):
+                    writer.write(record)
+                    count += 1
+            else:
+                for chunk in _chunks(iter_lines(input, max_line_bytes), chunk_size):
+                    records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
+                    bad = [r for r in records if "error" in r]
+                    if bad and on_error == "stop":
+                        raise BiLSTMError(
+                            f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
+                        )
+                    for record in records:
+                        writer.write(record)
+                    count += len(chunk)
+                    failed += len(bad)
         elapsed = time.perf_counter() - start
         if not quiet:
             rate = count / elapsed if elapsed > 0 else 0.0
             _stderr(
-                f"{count} lines, {failed} errors, {elapsed:.2f} s ({rate:,.0f} lines/s) "
+                f"{count} records, {failed} errors, {elapsed:.2f} s ({rate:,.0f}/s) "
                 f"on {bilstm.providers[0]}"
             )
     if failed:
@@ -174,7 +212,11 @@ def info(
             "task": meta.task,
             "labels": meta.labels,
             "vocabulary_size": len(meta.vocabulary),
-            "tokenizer": meta.tokenizer.to_dict(),
+            "tokenizer": meta.tokenizer.to_dict() if meta.tokenizer else None,
+            "task_config": {
+                k: (f"{len(v)} entries" if isinstance(v, list) and len(v) > 20 else v)
+                for k, v in meta.task_config.items()
+            },
             "inputs": {i.name: [i.type, i.shape] for i in bilstm.session.get_inputs()},
             "outputs": {o.name: [o.type, o.shape] for o in bilstm.session.get_outputs()},
             "schema_version": meta.schema_version,
@@ -193,43 +235,42 @@ def info(
 
 def evaluate(
     model: ModelArg,
-    data: Annotated[Path, typer.Argument(help="Labelled data: label<TAB>text TSV or JSONL.")],
+    data: Annotated[Path, typer.Argument(help="Labelled data in the task's training format.")],
     batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT_BATCH_SIZE,
+    tag_column: Annotated[str, typer.Option(help="tag: upos, xpos or a column number.")] = "upos",
+    top_k: Annotated[int, typer.Option(min=1, help="cloze: also report top-k accuracy.")] = 5,
     threads: ThreadsOpt = None,
     device: DeviceOpt = Device.auto,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the task metrics of an exported model on labelled data, as JSON."""
-    from bilstm.runtime.datasets import read_classification
-    from bilstm.runtime.errors import DataError
-    from bilstm.runtime.metrics import classification_metrics
+    """Print the task metrics of a model (.onnx or checkpoint folder) on DATA, as JSON.
+
+    A checkpoint folder (needs the train extra) is exported to a temporary ONNX file first,
+    so both are measured by the same code.
+    """
+    import tempfile
+
+    from bilstm.runtime.evaluation import evaluate as run_eval
 
     _setup_logging(False, debug)
-    with user_errors(debug):
-        bilstm = BiLSTM.load(model, device=device, threads=threads)
-        items = read_classification(data)
-        unknown = sorted({it.label for it in items} - set(bilstm.labels))
-        if unknown:
-            raise DataError(f"{data}: labels {unknown} are not among the model's {bilstm.labels}")
-        index = {lab: i for i, lab in enumerate(bilstm.labels)}
-        probs = bilstm.probabilities(bilstm.encode([it.text for it in items]), batch_size)
-        # A text without tokens has no prediction: it counts as wrong (class -1 never matches).
-        pred = [int(p.argmax()) if p is not None else -1 for p in probs]
-        gold = [index[it.label] for it in items]
-        kept = [(g, p) for g, p in zip(gold, pred, strict=True) if p >= 0]
-        metrics = classification_metrics([g for g, _ in kept], [p for _, p in kept], bilstm.labels)
-        metrics["accuracy"] = sum(g == p for g, p in kept) / len(items)
-        metrics["count"] = len(items)
-        metrics["no_tokens"] = len(items) - len(kept)
+    with user_errors(debug), tempfile.TemporaryDirectory(prefix="bilstm-eval-") as tmp:
+        path: str | Path = model
+        if Path(model).is_dir():
+            exporter = _plugin("export", group=HOOK_GROUP)
+            if exporter is None:
+                _missing_plugin("eval CHECKPOINT")
+            path = Path(tmp) / "model.onnx"
+            exporter(Path(model), path)
+        bilstm = BiLSTM.load(path, device=device, threads=threads)
+        metrics = run_eval(bilstm, data, batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))
 
 
-def _plugin(name: str) -> typer.Typer | None:
-    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+def _plugin(name: str, group: str = PLUGIN_GROUP) -> Any:
+    """The object an entry point of `group` names (a Typer app or a function), or None."""
+    for ep in importlib.metadata.entry_points(group=group):
         if ep.name == name:
-            app = ep.load()
-            assert isinstance(app, typer.Typer)
-            return app
+            return ep.load()
     return None
 
 

@@ -98,3 +98,157 @@ def _parse_jsonl(line: str, number: int) -> LabelledText:
     if isinstance(label, bool) or not isinstance(label, str | int):
         raise DataError(f'{number}: "label" must be a string or an integer, got {label!r}')
     return LabelledText(text=obj["text"], label=str(label), line=number)
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """Tokens and one tag per token, and the line where the sentence starts."""
+
+    tokens: list[str]
+    tags: list[str]
+    line: int
+
+
+CONLLU_COLUMNS = {"form": 1, "upos": 3, "xpos": 4}
+
+
+def read_tagged(
+    path: Path, tag_column: str | int = "upos", skip_bad_lines: bool = False
+) -> list[TaggedSentence]:
+    """Read CoNLL-U (by content: 10 tab-separated columns) or two-column `token<TAB>tag`.
+
+    Sentences are separated by blank lines; `#` comment lines are ignored, as are CoNLL-U
+    multi-word token ranges (`1-2`) and empty nodes (`1.1`). `tag_column` is `upos`, `xpos`
+    or a 1-based column number (CoNLL-U only).
+    """
+    lines = _read_lines(Path(path))
+    if isinstance(tag_column, str) and not tag_column.isdigit():
+        if tag_column.lower() not in ("upos", "xpos"):
+            raise DataError(
+                f"--tag-column must be upos, xpos or a column number, got {tag_column!r}"
+            )
+        column = CONLLU_COLUMNS[tag_column.lower()]
+    else:
+        column = int(tag_column) - 1
+    sentences: list[TaggedSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 1
+    bad = 0
+
+    def flush() -> None:
+        if tokens:
+            sentences.append(TaggedSentence(list(tokens), list(tags), start))
+        tokens.clear()
+        tags.clear()
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            flush()
+            continue
+        if line.startswith("#"):
+            continue
+        if not tokens:
+            start = number
+        cells = line.split("\t")
+        try:
+            if len(cells) == 10:
+                if "-" in cells[0] or "." in cells[0]:
+                    continue
+                token, tag = cells[1], cells[column]
+            elif len(cells) == 2:
+                token, tag = cells
+            else:
+                raise DataError(
+                    f"{number}: expected 10 CoNLL-U columns or 'token<TAB>tag', "
+                    f"found {len(cells)} column(s)"
+                )
+            if not token.strip() or not tag.strip() or tag == "_":
+                raise DataError(f"{number}: empty token or tag")
+            if any(ch.isspace() for ch in token):
+                # Pre-tokenised input is split on whitespace at inference; keep tokens whole.
+                token = "".join(token.split())
+        except DataError as exc:
+            if not skip_bad_lines:
+                raise DataError(f"{path}:{exc}") from None
+            bad += 1
+            continue
+        tokens.append(token)
+        tags.append(tag.strip())
+    flush()
+    if bad:
+        log.warning("%s: skipped %d bad line(s) (--skip-bad-lines)", path, bad)
+    if not sentences:
+        raise DataError(f"{path}: contains no sentences (expected CoNLL-U or token<TAB>tag lines)")
+    return sentences
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """Non-blank lines of a plain UTF-8 text file (cloze training)."""
+    texts = [line for line in _read_lines(Path(path)) if line.strip()]
+    if not texts:
+        raise DataError(f"{path}: contains no text lines")
+    return texts
+
+
+@dataclass
+class Series:
+    """Numeric columns of a CSV time series, in file order."""
+
+    columns: dict[str, list[float]]
+    rows: int
+    lines: list[int]
+    """File line number of each row."""
+
+
+def read_series(path: Path, columns: list[str] | None = None) -> Series:
+    """Read a CSV with a header into float columns; every value must be a finite number.
+
+    With `columns`, only those are read (and must exist). A missing value, a non-numeric cell
+    or NaN/inf raises `DataError` with file, line and column.
+    """
+    import csv
+    import math
+
+    lines = _read_lines(Path(path))
+    if not lines:
+        raise DataError(f"{path}: is empty, expected a CSV with a header row")
+    reader = csv.reader(lines)
+    header = [h.strip() for h in next(reader)]
+    wanted = columns if columns is not None else header
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}: columns {missing} not in the header {header}")
+    index = {c: header.index(c) for c in wanted}
+    data: dict[str, list[float]] = {c: [] for c in wanted}
+    numeric = dict.fromkeys(wanted, True)
+    line_numbers: list[int] = []
+    for number, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        line_numbers.append(number)
+        if len(row) != len(header):
+            raise DataError(f"{path}:{number}: expected {len(header)} columns, found {len(row)}")
+        for col, i in index.items():
+            cell = row[i].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                if columns is None:  # discovering numeric columns: drop this one
+                    numeric[col] = False
+                    continue
+                raise DataError(
+                    f"{path}:{number}: column '{col}' has "
+                    f"{'a missing value' if not cell else repr(cell)}, "
+                    "expected a number"
+                ) from None
+            if not math.isfinite(value):
+                raise DataError(
+                    f"{path}:{number}: column '{col}' is {cell}, expected a finite number"
+                )
+            data[col].append(value)
+    keep = {c: v for c, v in data.items() if numeric[c]}
+    rows = len(next(iter(keep.values()))) if keep else 0
+    if rows == 0:
+        raise DataError(f"{path}: contains no numeric data rows")
+    return Series(columns=keep, rows=rows, lines=line_numbers)

@@ -18,13 +18,32 @@ from bilstm.runtime.vocab import PAD, UNK
 
 METADATA_KEY = "bilstm"
 SCHEMA_VERSION = 1
-TASKS = ("classify",)
+TASKS = ("classify", "tag", "forecast", "cloze")
+TEXT_TASKS = ("classify", "tag", "cloze")
 
 # Stable graph I/O names (the runtime still checks them against the session).
 INPUT_IDS = "input_ids"
 LENGTHS = "lengths"
+CHAR_IDS = "char_ids"
+MASK_POSITIONS = "mask_positions"
+FEATURES = "features"
 LOGITS = "logits"
 PROBABILITIES = "probabilities"
+FORECAST = "forecast"
+
+# Graph inputs and outputs each task's model must have (char_ids only with char features).
+TASK_INPUTS = {
+    "classify": (INPUT_IDS, LENGTHS),
+    "tag": (INPUT_IDS, LENGTHS),
+    "cloze": (INPUT_IDS, LENGTHS, MASK_POSITIONS),
+    "forecast": (FEATURES, LENGTHS),
+}
+TASK_OUTPUTS = {
+    "classify": (LOGITS, PROBABILITIES),
+    "tag": (LOGITS, PROBABILITIES),
+    "cloze": (LOGITS, PROBABILITIES),
+    "forecast": (FORECAST,),
+}
 
 
 def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
@@ -52,13 +71,16 @@ class ModelMetadata:
     task: str
     """One of `TASKS`."""
     labels: list[str]
-    """Class names; index i is output column i."""
+    """Class names (classify) or tags (tag); index i is output column i. Empty otherwise."""
     vocabulary: list[str]
-    """Tokens; index i is token id i. Starts with `<pad>`, `<unk>`."""
-    tokenizer: TokenizerConfig
-    """Tokenizer settings used in training."""
+    """Tokens; index i is token id i. Starts with `<pad>`, `<unk>`. Empty for forecast."""
+    tokenizer: TokenizerConfig | None
+    """Tokenizer settings used in training (text tasks); None for forecast."""
     toolkit_version: str
     """bilstm version that wrote the file."""
+    task_config: dict[str, Any] = field(default_factory=dict)
+    """Task-specific preprocessing: character vocabulary (tag), columns, window, horizon and
+    residual statistics (forecast), mask token (cloze)."""
     model: dict[str, Any] = field(default_factory=dict)
     """Architecture summary (cell, layers, sizes, pooling, ...), informative."""
     training: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +88,10 @@ class ModelMetadata:
     export: dict[str, Any] = field(default_factory=dict)
     """Export settings, parity figures and weight hash, informative."""
     schema_version: int = SCHEMA_VERSION
+
+    def require(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        """A `task_config` value, type-checked; raises `MetadataError` naming the key."""
+        return _get(self.task_config, key, kind, "task_config.")
 
     def to_json(self) -> str:
         """Serialise to the JSON document stored in the model file."""
@@ -75,7 +101,8 @@ class ModelMetadata:
             "task": self.task,
             "labels": self.labels,
             "vocabulary": self.vocabulary,
-            "tokenizer": self.tokenizer.to_dict(),
+            "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
+            "task_config": self.task_config,
             "model": self.model,
             "training": self.training,
             "export": self.export,
@@ -103,24 +130,33 @@ class ModelMetadata:
         if task not in TASKS:
             raise MetadataError(f"model metadata 'task' is {task!r}, expected one of {TASKS}")
         labels = _get(doc, "labels", list)
-        if not labels or not all(isinstance(x, str) for x in labels):
-            raise MetadataError("model metadata 'labels' must be a non-empty list of strings")
+        if not all(isinstance(x, str) for x in labels):
+            raise MetadataError("model metadata 'labels' must be a list of strings")
+        if task in ("classify", "tag") and not labels:
+            raise MetadataError("model metadata 'labels' must not be empty for task " + task)
         vocab = _get(doc, "vocabulary", list)
-        if len(vocab) < 2 or vocab[0] != PAD or vocab[1] != UNK:
-            raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
-        if not all(isinstance(x, str) for x in vocab):
-            raise MetadataError("model metadata 'vocabulary' must be a list of strings")
-        tok = _get(doc, "tokenizer", dict)
-        _get(tok, "lowercase", bool, "tokenizer.")
-        _get(tok, "pattern", str, "tokenizer.")
-        max_length = _get(tok, "max_length", int, "tokenizer.")
-        if max_length < 1:
-            raise MetadataError("model metadata 'tokenizer.max_length' must be >= 1")
+        tokenizer: TokenizerConfig | None = None
+        if task in TEXT_TASKS:
+            if len(vocab) < 2 or vocab[0] != PAD or vocab[1] != UNK:
+                raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
+            if not all(isinstance(x, str) for x in vocab):
+                raise MetadataError("model metadata 'vocabulary' must be a list of strings")
+            tok = _get(doc, "tokenizer", dict)
+            _get(tok, "lowercase", bool, "tokenizer.")
+            _get(tok, "pattern", str, "tokenizer.")
+            max_length = _get(tok, "max_length", int, "tokenizer.")
+            if max_length < 1:
+                raise MetadataError("model metadata 'tokenizer.max_length' must be >= 1")
+            tokenizer = TokenizerConfig.from_dict(tok)
+        task_config = doc.get("task_config", {})
+        if not isinstance(task_config, dict):
+            raise MetadataError("model metadata 'task_config' must be an object")
         return cls(
             task=task,
             labels=list(labels),
             vocabulary=list(vocab),
-            tokenizer=TokenizerConfig.from_dict(tok),
+            tokenizer=tokenizer,
+            task_config=task_config,
             toolkit_version=_get(doc, "toolkit_version", str),
             model=_get(doc, "model", dict),
             training=_get(doc, "training", dict),

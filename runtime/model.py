@@ -4,36 +4,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from bilstm.runtime import metadata as md
-from bilstm.runtime.batching import length_batches, pad_batch
+from bilstm.runtime.batching import length_batches
 from bilstm.runtime.builtin import resolve_model
 from bilstm.runtime.errors import InputError, MetadataError, ModelLoadError
 from bilstm.runtime.metadata import ModelMetadata
+from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
+from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, Optimization, create_session
 from bilstm.runtime.tokenizer import Tokenizer
-from bilstm.runtime.vocab import Vocabulary
+from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class ClassPrediction:
-    """The result for one text of a classification model."""
-
-    label: str | None
-    """Most probable label; None when the text has no tokens (empty or whitespace only)."""
-    probabilities: dict[str, float] | None
-    """Probability of every label, in the model's label order; None for an empty text."""
-    num_tokens: int
-    """Tokens the model saw (after truncation to the model's max length)."""
+DEFAULT_TOP_K = 5
+_INT64, _FLOAT = "tensor(int64)", "tensor(float)"
 
 
 def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
@@ -50,26 +42,41 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
         raise MetadataError(f"{path}: {exc}") from exc
 
 
+def _expected_inputs(meta: ModelMetadata) -> dict[str, str]:
+    names = dict.fromkeys(md.TASK_INPUTS[meta.task], _INT64)
+    if meta.task == "forecast":
+        names[md.FEATURES] = _FLOAT
+    if meta.task_config.get("char_vocabulary"):
+        names[md.CHAR_IDS] = _INT64
+    return names
+
+
 def _check_io(session: ort.InferenceSession, meta: ModelMetadata, path: Path) -> None:
     """Refuse a model whose graph does not match what its metadata promises."""
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
-    for name in (md.INPUT_IDS, md.LENGTHS):
+    for name, kind in _expected_inputs(meta).items():
         if name not in inputs:
             raise ModelLoadError(f"{path}: graph input '{name}' is missing (has {sorted(inputs)})")
-        if inputs[name].type != "tensor(int64)":
+        if inputs[name].type != kind:
             raise ModelLoadError(
-                f"{path}: graph input '{name}' is {inputs[name].type}, expected tensor(int64)"
+                f"{path}: graph input '{name}' is {inputs[name].type}, expected {kind}"
             )
-    if md.PROBABILITIES not in outputs:
-        raise ModelLoadError(
-            f"{path}: graph output '{md.PROBABILITIES}' is missing (has {sorted(outputs)})"
-        )
-    width = outputs[md.PROBABILITIES].shape[-1]
-    if isinstance(width, int) and width != len(meta.labels):
+    for name in md.TASK_OUTPUTS[meta.task]:
+        if name not in outputs:
+            raise ModelLoadError(
+                f"{path}: graph output '{name}' is missing (has {sorted(outputs)})"
+            )
+    width = outputs[md.TASK_OUTPUTS[meta.task][-1]].shape[-1]
+    expected = {
+        "classify": len(meta.labels),
+        "tag": len(meta.labels),
+        "cloze": len(meta.vocabulary),
+    }.get(meta.task)
+    if expected is not None and isinstance(width, int) and width != expected:
+        key = "vocabulary" if meta.task == "cloze" else "labels"
         raise MetadataError(
-            f"{path}: metadata 'labels' has {len(meta.labels)} entries but the model outputs "
-            f"{width} classes"
+            f"{path}: metadata '{key}' has {expected} entries but the model outputs {width}"
         )
 
 
@@ -80,9 +87,23 @@ class BiLSTM:
         self.session = session
         self.metadata = metadata
         self.path = path
-        self.tokenizer = Tokenizer(metadata.tokenizer)
-        self.vocabulary = Vocabulary(metadata.vocabulary)
         self.labels = list(metadata.labels)
+        self.encoder: TextEncoder | None = None
+        self._output_names = [o.name for o in session.get_outputs()]
+        self._input_names = {i.name for i in session.get_inputs()}
+        if metadata.tokenizer is not None:
+            chars = metadata.task_config.get("char_vocabulary")
+            self.encoder = TextEncoder(
+                tokenizer=Tokenizer(metadata.tokenizer),
+                vocabulary=Vocabulary(metadata.vocabulary),
+                chars=Vocabulary(chars) if chars else None,
+                max_word_length=int(metadata.task_config.get("max_word_length", 20)),
+            )
+        if metadata.task == "forecast":
+            self.window = int(metadata.require("window", int))
+            self.horizon = int(metadata.require("horizon", int))
+            self.columns = [str(c) for c in metadata.require("columns", list)]
+            self.target = str(metadata.require("target", str))
 
     @classmethod
     def load(
@@ -116,7 +137,7 @@ class BiLSTM:
 
     @property
     def task(self) -> str:
-        """The model's task (e.g. "classify")."""
+        """The model's task: classify, tag, forecast or cloze."""
         return self.metadata.task
 
     @property
@@ -124,18 +145,44 @@ class BiLSTM:
         """Execution providers the session really uses, in priority order."""
         return list(self.session.get_providers())
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, exactly as in training."""
-        tokenize, encode = self.tokenizer.tokenize, self.vocabulary.encode
-        return [encode(tokenize(t)) for t in texts]
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The word vocabulary (text tasks)."""
+        return self._text().vocabulary
 
-    def predict_arrays(self, input_ids: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the graph on already-encoded ids: `input_ids[batch, time]`, `lengths[batch]`.
+    def _text(self) -> TextEncoder:
+        if self.encoder is None:
+            raise InputError(f"a {self.task} model takes numeric windows, not text")
+        return self.encoder
 
-        Lengths must be in 1..time. Returns every graph output by name.
+    # -- low level -------------------------------------------------------------------------
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on prepared arrays (names as in `session.get_inputs()`); all outputs."""
+        missing = self._input_names - set(feeds)
+        if missing:
+            raise InputError(f"missing model inputs {sorted(missing)}")
+        values = self.session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values, strict=True))
+
+    def predict_arrays(
+        self, input_ids: np.ndarray, lengths: np.ndarray, **extra: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Run a text model on encoded ids: `input_ids[batch, time]`, `lengths[batch]` (1..time).
+
+        `extra` carries `char_ids` or `mask_positions` for models that take them. For forecast
+        models pass `input_ids=features` (float32 [batch, time, features]).
         """
-        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
+        if self.task == "forecast":
+            x = np.ascontiguousarray(input_ids, dtype=np.float32)
+            if x.ndim != 3 or lens.shape != (x.shape[0],):
+                raise InputError(
+                    f"expected features[batch, time, features] and lengths[batch], "
+                    f"got shapes {x.shape} and {lens.shape}"
+                )
+            return self.run({md.FEATURES: x, md.LENGTHS: lens})
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         if ids.ndim != 2 or lens.shape != (ids.shape[0],):
             raise InputError(
                 f"expected input_ids[batch, time] and lengths[batch], got shapes "
@@ -143,45 +190,179 @@ class BiLSTM:
             )
         if ids.shape[0] and (lens.min() < 1 or lens.max() > ids.shape[1]):
             raise InputError(f"lengths must be within 1..{ids.shape[1]}, got {lens.tolist()}")
-        if ids.size and (ids.min() < 0 or ids.max() >= len(self.vocabulary)):
-            raise InputError(f"token ids must be within 0..{len(self.vocabulary) - 1}")
-        names = [o.name for o in self.session.get_outputs()]
-        values = self.session.run(names, {md.INPUT_IDS: ids, md.LENGTHS: lens})
-        return dict(zip(names, values, strict=True))
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self.metadata.vocabulary)):
+            raise InputError(f"token ids must be within 0..{len(self.metadata.vocabulary) - 1}")
+        feeds = {md.INPUT_IDS: ids, md.LENGTHS: lens}
+        feeds.update({k: np.ascontiguousarray(v, dtype=np.int64) for k, v in extra.items()})
+        return self.run(feeds)
 
-    def probabilities(
-        self, encoded: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH_SIZE
+    def _text_outputs(
+        self,
+        token_lists: Sequence[Sequence[str]],
+        batch_size: int,
+        extra: Sequence[int] | None = None,
     ) -> list[np.ndarray | None]:
-        """Class probabilities per encoded text (None where it has no tokens), input order."""
-        out: list[np.ndarray | None] = [None] * len(encoded)
-        nonempty = [i for i, seq in enumerate(encoded) if seq]
-        lengths = [len(encoded[i]) for i in nonempty]
-        for batch in length_batches(lengths, batch_size):
+        """Output rows of the last graph output for each token list (None where it is empty).
+
+        Rows are batched by length and returned in input order. `extra` holds one mask
+        position per item (cloze).
+        """
+        enc = self._text()
+        out: list[np.ndarray | None] = [None] * len(token_lists)
+        nonempty = [i for i, t in enumerate(token_lists) if t]
+        for batch in length_batches([len(token_lists[i]) for i in nonempty], batch_size):
             rows = [nonempty[b] for b in batch]
-            ids, lens = pad_batch([encoded[r] for r in rows])
-            probs = self.predict_arrays(ids, lens)[md.PROBABILITIES]
-            for r, p in zip(rows, probs, strict=True):
+            feeds = enc.batch([token_lists[r] for r in rows])
+            if extra is not None:
+                feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], dtype=np.int64)
+            result = self.run(feeds)[md.PROBABILITIES]
+            for r, p in zip(rows, result, strict=True):
                 out[r] = p
         return out
 
-    def predict(
+    # -- per task --------------------------------------------------------------------------
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """Tokens of each text as the model sees them (split, truncated; case kept)."""
+        split = self._text().split
+        return [split(t) for t in texts]
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, exactly as in training."""
+        enc = self._text()
+        return [enc.word_ids(enc.split(t)) for t in texts]
+
+    def probabilities(
+        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[np.ndarray | None]:
+        """Classify: class probabilities per text (None where it has no tokens), input order."""
+        return self._text_outputs(self.tokens(texts), batch_size)
+
+    def classify(
         self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[ClassPrediction]:
-        """Label and probabilities for each text, in input order.
+        """Label and probabilities per text; a text without tokens gets `label=None`."""
+        token_lists = self.tokens(texts)
+        probs = self._text_outputs(token_lists, batch_size)
+        out = []
+        for p, toks in zip(probs, token_lists, strict=True):
+            if p is None:
+                out.append(ClassPrediction(label=None, probabilities=None, num_tokens=0))
+                continue
+            out.append(
+                ClassPrediction(
+                    label=self.labels[int(np.argmax(p))],
+                    probabilities={lab: float(v) for lab, v in zip(self.labels, p, strict=True)},
+                    num_tokens=len(toks),
+                )
+            )
+        return out
 
-        Texts are batched by length internally. A text without tokens gets `label=None`.
+    def tag(
+        self, sentences: Sequence[str | Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[TagPrediction]:
+        """Tags per token. A sentence is a string (split like training) or a list of tokens."""
+        max_len = self._text().tokenizer.config.max_length
+        token_lists = [
+            self._text().split(s) if isinstance(s, str) else list(s)[:max_len] for s in sentences
+        ]
+        probs = self._text_outputs(token_lists, batch_size)
+        out = []
+        for toks, p in zip(token_lists, probs, strict=True):
+            if p is None:
+                out.append(TagPrediction(tokens=[], tags=[], confidences=[]))
+                continue
+            best = p[: len(toks)].argmax(-1)
+            out.append(
+                TagPrediction(
+                    tokens=list(toks),
+                    tags=[self.labels[i] for i in best],
+                    confidences=[float(p[j, i]) for j, i in enumerate(best)],
+                )
+            )
+        return out
+
+    def fill(
+        self, texts: Sequence[str], top_k: int = DEFAULT_TOP_K, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[ClozePrediction]:
+        """Top-k words for the single `___` blank of each text.
+
+        Raises `InputError` naming the text (by index) that has no blank or several.
         """
-        if isinstance(texts, str):
-            raise InputError("predict() takes a list of texts; wrap a single text in a list")
-        encoded = self.encode(texts)
-        probs = self.probabilities(encoded, batch_size)
-        return [self._to_prediction(p, len(e)) for p, e in zip(probs, encoded, strict=True)]
+        token_lists, positions = self.cloze_inputs(texts)
+        for i, pos in enumerate(positions):
+            if pos is None:
+                raise InputError(f"text {i} has no '___' blank to fill")
+        probs = self._text_outputs(token_lists, batch_size, [p or 0 for p in positions])
+        return [self.candidates(p, top_k) for p in probs if p is not None]
 
-    def _to_prediction(self, probs: np.ndarray | None, num_tokens: int) -> ClassPrediction:
-        if probs is None:
-            return ClassPrediction(label=None, probabilities=None, num_tokens=num_tokens)
-        return ClassPrediction(
-            label=self.labels[int(np.argmax(probs))],
-            probabilities={lab: float(p) for lab, p in zip(self.labels, probs, strict=True)},
-            num_tokens=num_tokens,
-        )
+    def cloze_inputs(self, texts: Sequence[str]) -> tuple[list[list[str]], list[int | None]]:
+        """Tokens with the blank replaced by the mask token, and the blank's position."""
+        token_lists: list[list[str]] = []
+        positions: list[int | None] = []
+        for i, text in enumerate(texts):
+            toks = self._text().split(text)
+            try:
+                pos = blank_position(toks)
+            except ValueError as exc:
+                raise InputError(f"text {i}: {exc}") from None
+            if pos is not None:
+                toks[pos] = MASK
+            token_lists.append(toks if pos is not None else [])
+            positions.append(pos)
+        return token_lists, positions
+
+    def candidates(self, probs: np.ndarray, top_k: int) -> ClozePrediction:
+        """The top-k real words of a probability row over the vocabulary."""
+        vocab = self.metadata.vocabulary
+        order = np.argsort(-probs, kind="stable")
+        picked = [
+            (vocab[i], float(probs[i]))
+            for i in order[: top_k + 3]
+            if i > UNK_ID and vocab[i] != MASK
+        ]
+        return ClozePrediction(candidates=picked[:top_k])
+
+    def forecast(self, windows: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> list[Forecast]:
+        """Forecasts for windows [n, window, columns] (or one [window, columns]) of raw values.
+
+        Columns are `self.columns` in that order; any window length >= 1 is accepted, the
+        model was trained on `self.window`.
+        """
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[2] != len(self.columns):
+            raise InputError(
+                f"expected windows [n, time, {len(self.columns)}] with columns "
+                f"{self.columns}, got shape {x.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise InputError("windows contain NaN or infinite values")
+        out: list[Forecast] = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            lens = np.full(len(chunk), chunk.shape[1], dtype=np.int64)
+            values = self.run({md.FEATURES: chunk, md.LENGTHS: lens})[md.FORECAST]
+            out.extend(Forecast(values=[float(v) for v in row]) for row in values)
+        return out
+
+    def residual_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step mean and std of dev-set residuals (actual - forecast), for anomaly flags."""
+        mean = np.asarray(self.metadata.require("residual_mean", list), dtype=np.float64)
+        std = np.asarray(self.metadata.require("residual_std", list), dtype=np.float64)
+        return mean, np.maximum(std, 1e-12)
+
+    def predict(
+        self, inputs: Any, batch_size: int = DEFAULT_BATCH_SIZE, top_k: int = DEFAULT_TOP_K
+    ) -> list[Any]:
+        """Task-appropriate predictions: `classify`, `tag`, `fill` or `forecast` by task."""
+        if isinstance(inputs, str):
+            raise InputError("predict() takes a list of inputs; wrap a single text in a list")
+        if self.task == "classify":
+            return self.classify(inputs, batch_size)
+        if self.task == "tag":
+            return self.tag(inputs, batch_size)
+        if self.task == "cloze":
+            return self.fill(inputs, top_k, batch_size)
+        return self.forecast(inputs, batch_size)

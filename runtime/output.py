@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bilstm.runtime.atomic import atomic_path
+from bilstm.runtime.records import tsv_cells
 
 
 class Format(str, Enum):
@@ -39,33 +40,18 @@ def atomic_output(path: Path | None) -> Iterator[TextIO]:
 
 
 class RecordWriter:
-    """Writes classification records as JSON lines or TSV."""
+    """Writes result records as JSON lines or as TSV with a header row."""
 
-    def __init__(self, handle: TextIO, fmt: Format, labels: Sequence[str], probabilities: bool):
+    def __init__(self, handle: TextIO, fmt: Format, columns: Sequence[str]) -> None:
         self.handle = handle
         self.fmt = Format(fmt)
-        self.labels = list(labels)
-        self.with_probs = probabilities
+        self.columns = list(columns)
         if self.fmt is Format.tsv:
-            cols = ["line", "label"]
-            if probabilities:
-                cols += [f"p_{lab}" for lab in self.labels]
-            handle.write("\t".join([*cols, "error"]) + "\n")
+            handle.write("\t".join(self.columns) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        """Write one record: {"line", "label", "probabilities"} or {"line", "error"}."""
-        if not self.with_probs:
-            record = {k: v for k, v in record.items() if k != "probabilities"}
+        """Write one record."""
         if self.fmt is Format.jsonl:
             self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            return
-        probs = record.get("probabilities") or {}
-        cells = [str(record["line"]), record.get("label") or ""]
-        if self.with_probs:
-            cells += [_num(probs.get(lab)) for lab in self.labels]
-        error = (record.get("error") or "").replace("\t", " ")
-        self.handle.write("\t".join([*cells, error]) + "\n")
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+        else:
+            self.handle.write("\t".join(tsv_cells(record, self.columns)) + "\n")

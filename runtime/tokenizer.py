@@ -1,7 +1,8 @@
 """Text -> tokens. The one tokenizer that training and inference share.
 
-The rules are deliberately regular (Unicode lower-casing plus one regular expression) so that
-the same tokenisation can be written with ONNX string operators for standalone models.
+The rules are deliberately regular (one regular expression, then Unicode lower-casing of each
+token) so that the same tokenisation can be written with ONNX string operators. Splitting before
+lower-casing keeps a word whole even where lower-casing would add a combining mark ("İ").
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 # single character that is neither a word character nor whitespace (punctuation, symbols).
 DEFAULT_PATTERN = r"\w+(?:['’]\w+)*|[^\w\s]"
 DEFAULT_MAX_LENGTH = 256
+# Pre-tokenised input (tagging): tokens are separated by whitespace, as in CoNLL-U FORMs.
+WHITESPACE_PATTERN = r"\S+"
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,15 @@ class Tokenizer:
         self.config = config or TokenizerConfig()
         self._regex = re.compile(self.config.pattern)
 
+    def split(self, text: str) -> list[str]:
+        """Tokens of `text` as written (case kept), truncated to `max_length`."""
+        return self._regex.findall(text)[: self.config.max_length]
+
+    def normalize(self, token: str) -> str:
+        """The vocabulary key of a token (lower-cased when `lowercase`)."""
+        return token.lower() if self.config.lowercase else token
+
     def tokenize(self, text: str) -> list[str]:
-        """Tokens of `text`, truncated to `max_length`; empty text gives an empty list."""
-        if self.config.lowercase:
-            text = text.lower()
-        tokens = self._regex.findall(text)
-        return tokens[: self.config.max_length]
+        """Vocabulary keys of `text`: split, then normalise each token; empty text gives []."""
+        tokens = self._regex.findall(text)[: self.config.max_length]
+        return [t.lower() for t in tokens] if self.config.lowercase else tokens

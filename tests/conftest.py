@@ -39,8 +39,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A tiny classifier trained for a few epochs, saved as a checkpoint."""
     pytest.importorskip("torch")
+    from bilstm.models.classify import train_classifier
     from bilstm.models.config import TrainConfig
-    from bilstm.models.training import train_classifier
     from bilstm.runtime.datasets import read_classification
     from bilstm.runtime.tokenizer import TokenizerConfig
 

@@ -11,10 +11,10 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from bilstm.export import export_checkpoint  # noqa: E402
-from bilstm.export.verify import ragged_batch  # noqa: E402
-from bilstm.models.checkpoint import Checkpoint, predict_logits  # noqa: E402
+from bilstm.export.verify import ragged_batch, random_feeds, reference_outputs  # noqa: E402
+from bilstm.models.checkpoint import Checkpoint  # noqa: E402
 from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
-from bilstm.models.network import BiLSTMClassifier  # noqa: E402
+from bilstm.models.network import build_model  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
 from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
 from bilstm.runtime.vocab import PAD, UNK, Vocabulary  # noqa: E402
@@ -34,38 +34,90 @@ CONFIGS = [
 
 def random_checkpoint(seed: int, **options: object) -> Checkpoint:
     torch.manual_seed(seed)
-    cfg = ModelConfig(
-        vocab_size=VOCAB, num_labels=3, embedding_dim=6, hidden_size=8, attention_size=5, **options
-    )  # type: ignore[arg-type]
-    model = BiLSTMClassifier(cfg)
+    settings: dict[str, object] = {
+        "vocab_size": VOCAB,
+        "num_labels": 3,
+        "embedding_dim": 6,
+        "hidden_size": 8,
+        "attention_size": 5,
+        **options,
+    }
+    cfg = ModelConfig(**settings)  # type: ignore[arg-type]
+    model = build_model(cfg)
     with torch.no_grad():  # larger than default init so that differences would show
         for p in model.parameters():
             p.uniform_(-0.6, 0.6)
     model.eval()
     tokens = [PAD, UNK] + [f"w{i}" for i in range(VOCAB - 2)]
+    task_config: dict[str, object] = {}
+    if cfg.char_vocab_size:
+        task_config = {
+            "char_vocabulary": [PAD, UNK, *"abcdefgh"],
+            "max_word_length": cfg.max_word_length,
+        }
+    if cfg.task == "forecast":
+        task_config = {
+            "scaler": {"mean": [5.0] * cfg.num_features, "std": [2.0] * cfg.num_features},
+            "target": "y",
+            "columns": ["y", "b", "c"][: cfg.num_features],
+            "window": 8,
+            "horizon": cfg.num_labels,
+        }
+        model.feature_mean.fill_(5.0)
+        model.feature_std.fill_(2.0)
+        model.target_mean.fill_(3.0)
+        model.target_std.fill_(0.5)
+    text = cfg.task != "forecast"
     return Checkpoint(
         model=model,
         model_config=cfg,
         train_config=TrainConfig(),
-        tokenizer=TokenizerConfig(),
-        vocabulary=Vocabulary(tokens),
-        labels=["a", "b", "c"],
+        tokenizer=TokenizerConfig() if text else None,
+        vocabulary=Vocabulary(tokens) if text else None,
+        labels=["a", "b", "c"] if cfg.task in ("classify", "tag") else [],
+        task_config=task_config,
     )
 
 
-@pytest.mark.parametrize("options", CONFIGS, ids=lambda o: "-".join(str(v) for v in o.values()))
+TASK_CONFIGS = [
+    {
+        "task": "tag",
+        "num_layers": 2,
+        "char_vocab_size": 10,
+        "char_dim": 4,
+        "char_filters": 5,
+        "max_word_length": 6,
+    },
+    {"task": "tag", "num_layers": 1, "cell": "gru", "merge": "sum"},
+    {"task": "cloze", "num_layers": 2, "num_labels": VOCAB},
+    {"task": "forecast", "num_layers": 2, "num_features": 3, "vocab_size": 0},
+]
+
+
+def _name(options: dict[str, object]) -> str:
+    keys = ("task", "num_layers", "cell", "merge", "pooling")
+    return "-".join(str(options[k]) for k in keys if k in options)
+
+
+@pytest.mark.parametrize("options", CONFIGS + TASK_CONFIGS, ids=_name)
 def test_parity_on_ragged_batches(options: dict[str, object], tmp_path: Path) -> None:
+    """Independent of the exporter's own check: new shapes and seeds, via the runtime API."""
     ckpt = random_checkpoint(7, **options)
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     model = BiLSTM.load(path, device="cpu", threads=1)
-    for batch, time, seed in [(7, 13, 1), (3, 40, 2), (4, 3, 3)]:
-        ids, lens = ragged_batch(VOCAB, batch, time, seed)
-        assert {1, 2, time} <= set(lens.tolist())
-        ref = predict_logits(ckpt.model, ids, lens).numpy()
-        got = model.predict_arrays(ids, lens)["logits"]
-        assert got.shape == ref.shape
-        assert np.abs(got - ref).max() <= LOGIT_TOL
+    for batch, time, seed in [(7, 13, 11), (3, 40, 12), (4, 3, 13)]:
+        feeds = random_feeds(ckpt, batch, time, seed)
+        assert {1, 2, time} <= set(feeds["lengths"].tolist())
+        ref = reference_outputs(ckpt, feeds)
+        got = model.run(feeds)
+        for name, value in ref.items():
+            out = got[name]
+            assert out.shape == value.shape
+            if ckpt.task == "tag":  # padded positions are never read
+                mask = np.arange(time)[None, :] < feeds["lengths"][:, None]
+                value, out = value[mask], out[mask]
+            assert np.abs(out - value).max() <= LOGIT_TOL, name
 
 
 def test_graph_has_fused_bidirectional_lstm_with_sequence_lens(tmp_path: Path) -> None:

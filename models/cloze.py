@@ -1,0 +1,173 @@
+"""Fill-in-the-blank: predict a masked word from both sides' context."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.config import ModelConfig, TrainConfig
+from bilstm.models.network import BiLSTMCloze
+from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.runtime.batching import length_batches, pad_batch
+from bilstm.runtime.errors import DataError
+from bilstm.runtime.metrics import topk_accuracy
+from bilstm.runtime.preprocess import BLANK, MASK
+from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.runtime.version import __version__
+from bilstm.runtime.vocab import PAD, UNK, Vocabulary
+
+NUM_EXAMPLES = 64
+SPECIAL = 3  # <pad>, <unk>, <mask> are never predicted
+
+
+def choose_blank(ids: Sequence[int], rng: random.Random) -> int | None:
+    """A random position holding a known word (never <unk>), or None."""
+    known = [i for i, t in enumerate(ids) if t >= SPECIAL]
+    return rng.choice(known) if known else None
+
+
+class ClozeSpec:
+    """Cross-entropy over the vocabulary at one masked position per sentence."""
+
+    metric = "top1"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        ids: dict[str, list[list[int]]],
+        mask_id: int,
+        cfg: TrainConfig,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.ids, self.mask_id, self.cfg, self.device = ids, mask_id, cfg, device
+        # Dev blanks are drawn once, so that every epoch is scored on the same questions.
+        rng = random.Random(seed)
+        self.dev_blanks = [choose_blank(s, rng) for s in ids["dev"]]
+        self.dev_items = [i for i, b in enumerate(self.dev_blanks) if b is not None]
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(s) for s in self.ids[split]]
+
+    def _forward(
+        self, model: torch.nn.Module, seqs: list[list[int]], positions: list[int]
+    ) -> torch.Tensor:
+        masked = [[*s[:p], self.mask_id, *s[p + 1 :]] for s, p in zip(seqs, positions, strict=True)]
+        ids, lens = pad_batch(masked)
+        logits = model(
+            torch.from_numpy(ids).to(self.device),
+            torch.from_numpy(lens),
+            torch.tensor(positions, dtype=torch.int64, device=self.device),
+        )
+        logits[:, :SPECIAL] = float("-inf")
+        return logits  # type: ignore[no-any-return]
+
+    def loss(
+        self, model: torch.nn.Module, split: str, batch: list[int], rng: random.Random
+    ) -> torch.Tensor:
+        seqs, positions, targets = [], [], []
+        for i in batch:
+            pos = choose_blank(self.ids[split][i], rng)
+            if pos is not None:
+                seqs.append(self.ids[split][i])
+                positions.append(pos)
+                targets.append(self.ids[split][i][pos])
+        if not seqs:
+            return torch.zeros((), requires_grad=True)
+        logits = self._forward(model, seqs, positions)
+        return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=self.device))
+
+    def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, Any]:
+        items = self.dev_items
+        gold, ranked = [], []
+        lengths = [len(self.ids[split][i]) for i in items]
+        with torch.inference_mode():
+            for batch in length_batches(lengths, self.cfg.batch_size):
+                rows = [items[b] for b in batch]
+                positions = [self.dev_blanks[r] or 0 for r in rows]
+                logits = self._forward(model, [self.ids[split][r] for r in rows], positions)
+                top = logits.topk(5, dim=-1).indices.tolist()
+                for r, p, t in zip(rows, positions, top, strict=True):
+                    gold.append(self.ids[split][r][p])
+                    ranked.append(t)
+        return {**topk_accuracy(gold, ranked), "questions": len(gold)}
+
+
+def train_cloze(
+    train_texts: Sequence[str],
+    dev_texts: Sequence[str],
+    out: Path,
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    tokenizer_cfg: TokenizerConfig,
+    data_info: dict[str, Any],
+    console: Console | None = None,
+) -> Checkpoint:
+    """Train a fill-in-the-blank model (best epoch by dev top-1) and save it to `out`."""
+    console = console or Console(stderr=True)
+    seed_everything(train_cfg.seed)
+    device = torch.device(train_cfg.device)
+    tok = Tokenizer(tokenizer_cfg)
+    base = Vocabulary.build(
+        (tok.tokenize(t) for t in train_texts),
+        min_freq=train_cfg.min_freq,
+        max_size=None if train_cfg.max_vocab is None else train_cfg.max_vocab - 1,
+    )
+    vocab = Vocabulary([PAD, UNK, MASK, *[t for t in base.tokens[2:] if t not in (MASK, BLANK)]])
+    ids = {
+        name: [s for s in (vocab.encode(tok.tokenize(t)) for t in texts) if len(s) >= 2]
+        for name, texts in (("train", train_texts), ("dev", dev_texts))
+    }
+    if not ids["train"] or not ids["dev"]:
+        raise DataError("cloze needs lines of at least 2 tokens in both training and dev data")
+    cfg = ModelConfig(vocab_size=len(vocab), num_labels=len(vocab), task="cloze", **model_cfg)
+    model = BiLSTMCloze(cfg).to(device)
+    console.print(
+        f"train {len(ids['train'])} sentences, dev {len(ids['dev'])}, vocabulary "
+        f"{len(vocab)}, {parameter_count(model):,} parameters"
+    )
+    spec = ClozeSpec(ids, vocab.id_of(MASK), train_cfg, device, train_cfg.seed)
+    result = fit(model, spec, train_cfg, console)
+    summary = {
+        "task": "cloze",
+        "toolkit_version": __version__,
+        "data": data_info,
+        "train_examples": len(ids["train"]),
+        "dev_examples": len(ids["dev"]),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "dev_metrics": result.best_metrics,
+    }
+    rng = random.Random(train_cfg.seed)
+    examples = []
+    for text in dev_texts[: NUM_EXAMPLES * 2]:
+        toks = tok.split(text)
+        keys = vocab.encode(tok.normalize(t) for t in toks)
+        pos = choose_blank(keys, rng) if len(toks) >= 2 else None
+        if pos is not None:
+            examples.append(" ".join([*toks[:pos], BLANK, *toks[pos + 1 :]]))
+    ckpt = Checkpoint(
+        model=model.cpu(),
+        model_config=cfg,
+        train_config=train_cfg,
+        tokenizer=tokenizer_cfg,
+        vocabulary=vocab,
+        labels=[],
+        task_config={"mask_token": MASK, "blank": BLANK},
+        history=result.history,
+        summary=summary,
+        examples=examples[:NUM_EXAMPLES],
+    )
+    save_checkpoint(ckpt, out)
+    console.print(
+        f"best epoch {result.best_epoch}: dev top-1 {result.best_metrics['top1']:.4f} "
+        f"top-5 {result.best_metrics['top5']:.4f}; saved {out}"
+    )
+    return ckpt

@@ -1,0 +1,197 @@
+"""Time-series forecasting from windows of several features, with naive baselines."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.config import ModelConfig, TrainConfig
+from bilstm.models.network import BiLSTMForecaster
+from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.runtime.datasets import Series
+from bilstm.runtime.errors import DataError
+from bilstm.runtime.metrics import error_metrics, forecast_baselines
+from bilstm.runtime.version import __version__
+
+NUM_EXAMPLES = 8
+
+
+def make_windows(
+    values: np.ndarray, target: np.ndarray, window: int, horizon: int, first_end: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (window, next `horizon` targets) pairs: X [n, window, cols], Y [n, horizon], ends.
+
+    A window covers rows [end - window, end) and forecasts rows [end, end + horizon).
+    `first_end` skips windows whose forecast starts before that row.
+    """
+    ends = np.arange(max(window, first_end), len(values) - horizon + 1)
+    if len(ends) == 0:
+        return (
+            np.zeros((0, window, values.shape[1]), np.float32),
+            np.zeros((0, horizon), np.float32),
+            ends,
+        )
+    idx = ends[:, None] + np.arange(-window, 0)[None, :]
+    out = ends[:, None] + np.arange(horizon)[None, :]
+    return values[idx].astype(np.float32), target[out].astype(np.float32), ends
+
+
+class ForecastSpec:
+    """MSE on standardised targets; dev RMSE (in the data's units) picks the best epoch."""
+
+    metric = "rmse"
+    higher_is_better = False
+
+    def __init__(
+        self,
+        x: dict[str, np.ndarray],
+        y: dict[str, np.ndarray],
+        baselines: dict[str, dict[str, np.ndarray]],
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.x, self.y, self.baselines, self.cfg, self.device = x, y, baselines, cfg, device
+
+    def lengths(self, split: str) -> list[int]:
+        return [self.x[split].shape[1]] * len(self.x[split])
+
+    def loss(
+        self, model: torch.nn.Module, split: str, batch: list[int], rng: random.Random
+    ) -> torch.Tensor:
+        x = torch.from_numpy(self.x[split][batch]).to(self.device)
+        y = torch.from_numpy(self.y[split][batch]).to(self.device)
+        lens = torch.full((len(batch),), x.shape[1], dtype=torch.int64)
+        pred = model.forward_scaled(x, lens)  # type: ignore[operator]
+        scaled = (y - model.target_mean) / model.target_std
+        return torch.nn.functional.mse_loss(pred, scaled)
+
+    def predict(self, model: torch.nn.Module, split: str) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(self.x[split]), self.cfg.batch_size):
+                x = torch.from_numpy(self.x[split][start : start + self.cfg.batch_size])
+                lens = torch.full((len(x),), x.shape[1], dtype=torch.int64)
+                out.append(model(x.to(self.device), lens).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros_like(self.y[split])
+
+    def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, Any]:
+        pred = self.predict(model, split)
+        metrics: dict[str, Any] = error_metrics(self.y[split], pred)
+        for name, base in self.baselines[split].items():
+            for k, v in error_metrics(self.y[split], base).items():
+                metrics[f"baseline_{name}_{k}"] = v
+        return metrics
+
+
+def train_forecaster(
+    train: Series,
+    dev: Series,
+    out: Path,
+    target: str,
+    features: list[str],
+    window: int,
+    horizon: int,
+    season: int | None,
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    data_info: dict[str, Any],
+    console: Console | None = None,
+) -> Checkpoint:
+    """Train a forecaster on windows of `[target, *features]` and save it to `out`.
+
+    Scaling statistics come from the training rows only. Dev windows may start in the last
+    `window` training rows so that every dev row is forecast; dev residual statistics per
+    step are stored for anomaly flags.
+    """
+    console = console or Console(stderr=True)
+    seed_everything(train_cfg.seed)
+    device = torch.device(train_cfg.device)
+    columns = [target, *[f for f in features if f != target]]
+    for name, series in (("training", train), ("dev", dev)):
+        missing = [c for c in columns if c not in series.columns]
+        if missing:
+            raise DataError(f"{name} data lacks the numeric columns {missing}")
+    if train.rows < window + horizon:
+        raise DataError(
+            f"training data has {train.rows} rows, fewer than window {window} + horizon {horizon}"
+        )
+    tr = np.stack([np.asarray(train.columns[c], np.float64) for c in columns], axis=1)
+    dv = np.stack([np.asarray(dev.columns[c], np.float64) for c in columns], axis=1)
+    joined = np.concatenate([tr, dv])
+    x_tr, y_tr, ends_tr = make_windows(tr, tr[:, 0], window, horizon)
+    x_dv, y_dv, ends_dv = make_windows(joined, joined[:, 0], window, horizon, first_end=len(tr))
+    if len(x_dv) == 0:
+        raise DataError(f"dev data has {dev.rows} rows, fewer than the horizon {horizon}")
+    baselines = {
+        "train": forecast_baselines(tr[:, 0], ends_tr, horizon, season),
+        "dev": forecast_baselines(joined[:, 0], ends_dv, horizon, season),
+    }
+
+    cfg = ModelConfig(
+        vocab_size=0, num_labels=horizon, task="forecast", num_features=len(columns), **model_cfg
+    )
+    model = BiLSTMForecaster(cfg)
+    mean, std = tr.mean(axis=0), tr.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    model.feature_mean.copy_(torch.tensor(mean, dtype=torch.float32))
+    model.feature_std.copy_(torch.tensor(std, dtype=torch.float32))
+    model.target_mean.copy_(torch.tensor(mean[0], dtype=torch.float32))
+    model.target_std.copy_(torch.tensor(std[0], dtype=torch.float32))
+    model.to(device)
+    console.print(
+        f"train {len(x_tr)} windows, dev {len(x_dv)}, columns {columns}, window "
+        f"{window}, horizon {horizon}, {parameter_count(model):,} parameters"
+    )
+    spec = ForecastSpec(
+        {"train": x_tr, "dev": x_dv}, {"train": y_tr, "dev": y_dv}, baselines, train_cfg, device
+    )
+    result = fit(model, spec, train_cfg, console)
+    residuals = y_dv - spec.predict(model, "dev")
+    summary = {
+        "task": "forecast",
+        "toolkit_version": __version__,
+        "data": data_info,
+        "train_examples": len(x_tr),
+        "dev_examples": len(x_dv),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "dev_metrics": result.best_metrics,
+    }
+    task_config = {
+        "target": target,
+        "columns": columns,
+        "window": window,
+        "horizon": horizon,
+        "season": season,
+        "scaler": {"mean": mean.tolist(), "std": std.tolist()},
+        "residual_mean": residuals.mean(axis=0).tolist(),
+        "residual_std": residuals.std(axis=0).tolist(),
+    }
+    ckpt = Checkpoint(
+        model=model.cpu(),
+        model_config=cfg,
+        train_config=train_cfg,
+        tokenizer=None,
+        vocabulary=None,
+        labels=[],
+        task_config=task_config,
+        history=result.history,
+        summary=summary,
+        examples=x_dv[:: max(1, len(x_dv) // NUM_EXAMPLES)][:NUM_EXAMPLES].tolist(),
+    )
+    save_checkpoint(ckpt, out)
+    m = result.best_metrics
+    console.print(
+        f"best epoch {result.best_epoch}: dev RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} "
+        f"(persistence RMSE {m['baseline_persistence_rmse']:.4f}"
+        + (f", seasonal-naive RMSE {m['baseline_seasonal_naive_rmse']:.4f}" if season else "")
+        + f"); saved {out}"
+    )
+    return ckpt

@@ -1,0 +1,174 @@
+"""Sequence tagging: one label per token, with character features for unseen words."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.config import ModelConfig, TrainConfig
+from bilstm.models.network import BiLSTMTagger
+from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.runtime.batching import length_batches
+from bilstm.runtime.datasets import TaggedSentence
+from bilstm.runtime.errors import DataError
+from bilstm.runtime.metrics import tagging_metrics
+from bilstm.runtime.preprocess import TextEncoder, build_char_vocabulary
+from bilstm.runtime.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
+from bilstm.runtime.version import __version__
+from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
+
+NUM_EXAMPLES = 64
+
+
+class TagSpec:
+    """Token-level cross-entropy (padding ignored); dev token accuracy picks the best epoch."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        data: dict[str, Sequence[TaggedSentence]],
+        tags: list[str],
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.encoder, self.data, self.tags = encoder, data, tags
+        self.index = {t: i for i, t in enumerate(tags)}
+        self.cfg, self.device = cfg, device
+        max_len = encoder.tokenizer.config.max_length
+        self.tokens = {k: [s.tokens[:max_len] for s in v] for k, v in data.items()}
+        self.gold = {
+            k: [[self.index.get(t, -100) for t in s.tags[:max_len]] for s in v]
+            for k, v in data.items()
+        }
+        self.loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100)
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(t) for t in self.tokens[split]]
+
+    def _feeds(self, split: str, batch: list[int], rng: random.Random | None) -> list[torch.Tensor]:
+        arrays = self.encoder.batch([self.tokens[split][i] for i in batch])
+        ids = arrays["input_ids"]
+        if rng is not None and self.cfg.word_dropout > 0:
+            drop = (
+                np.random.default_rng(rng.getrandbits(32)).random(ids.shape) < self.cfg.word_dropout
+            )
+            ids = np.where(drop & (ids != PAD_ID), UNK_ID, ids)
+        feeds = [torch.from_numpy(ids).to(self.device), torch.from_numpy(arrays["lengths"])]
+        if "char_ids" in arrays:
+            feeds.append(torch.from_numpy(arrays["char_ids"]).to(self.device))
+        return feeds
+
+    def loss(
+        self, model: torch.nn.Module, split: str, batch: list[int], rng: random.Random
+    ) -> torch.Tensor:
+        logits = model(*self._feeds(split, batch, rng))
+        width = logits.shape[1]
+        target = torch.full((len(batch), width), -100, dtype=torch.int64)
+        for row, i in enumerate(batch):
+            gold = self.gold[split][i]
+            target[row, : len(gold)] = torch.tensor(gold)
+        return self.loss_fn(
+            logits.reshape(-1, logits.shape[-1]),  # type: ignore[no-any-return]
+            target.reshape(-1).to(self.device),
+        )
+
+    def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, Any]:
+        preds: list[list[str]] = [[] for _ in self.tokens[split]]
+        with torch.inference_mode():
+            for batch in length_batches(self.lengths(split), self.cfg.batch_size):
+                best = model(*self._feeds(split, batch, None)).argmax(-1).tolist()
+                for row, i in enumerate(batch):
+                    preds[i] = [self.tags[j] for j in best[row][: len(self.tokens[split][i])]]
+        gold = [s.tags[: len(t)] for s, t in zip(self.data[split], self.tokens[split], strict=True)]
+        norm = self.encoder.tokenizer.normalize
+        known = [[norm(w) in self.encoder.vocabulary for w in t] for t in self.tokens[split]]
+        return tagging_metrics(gold, preds, known)
+
+
+def train_tagger(
+    train: Sequence[TaggedSentence],
+    dev: Sequence[TaggedSentence],
+    out: Path,
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    lowercase: bool,
+    max_length: int,
+    char_features: bool,
+    data_info: dict[str, Any],
+    console: Console | None = None,
+) -> Checkpoint:
+    """Train a tagger (best epoch by dev token accuracy) and save it to `out`."""
+    console = console or Console(stderr=True)
+    seed_everything(train_cfg.seed)
+    device = torch.device(train_cfg.device)
+    tok_cfg = TokenizerConfig(
+        lowercase=lowercase, pattern=WHITESPACE_PATTERN, max_length=max_length
+    )
+    tok = Tokenizer(tok_cfg)
+    vocab = Vocabulary.build(
+        ([tok.normalize(t) for t in s.tokens] for s in train),
+        min_freq=train_cfg.min_freq,
+        max_size=train_cfg.max_vocab,
+    )
+    tags = sorted({t for s in train for t in s.tags})
+    unseen = sorted({t for s in dev for t in s.tags} - set(tags))
+    if unseen:
+        raise DataError(f"dev data has tags {unseen} that never occur in the training data")
+    chars = build_char_vocabulary([s.tokens for s in train]) if char_features else None
+    max_word = int(model_cfg.get("max_word_length", 20))
+    encoder = TextEncoder(tok, vocab, chars, max_word)
+    cfg = ModelConfig(
+        vocab_size=len(vocab),
+        num_labels=len(tags),
+        task="tag",
+        char_vocab_size=len(chars) if chars else 0,
+        **model_cfg,
+    )
+    model = BiLSTMTagger(cfg).to(device)
+    console.print(
+        f"train {len(train)} sentences, dev {len(dev)}, vocabulary {len(vocab)}, "
+        f"{len(chars) if chars else 0} characters, {len(tags)} tags, "
+        f"{parameter_count(model):,} parameters"
+    )
+    spec = TagSpec(encoder, {"train": train, "dev": dev}, tags, train_cfg, device)
+    result = fit(model, spec, train_cfg, console)
+    summary = {
+        "task": "tag",
+        "toolkit_version": __version__,
+        "data": data_info,
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": result.seconds,
+        "dev_metrics": result.best_metrics,
+    }
+    task_config = {"char_vocabulary": chars.tokens if chars else [], "max_word_length": max_word}
+    ckpt = Checkpoint(
+        model=model.cpu(),
+        model_config=cfg,
+        train_config=train_cfg,
+        tokenizer=tok_cfg,
+        vocabulary=vocab,
+        labels=tags,
+        task_config=task_config,
+        history=result.history,
+        summary=summary,
+        examples=[" ".join(s.tokens) for s in dev[:NUM_EXAMPLES]],
+    )
+    save_checkpoint(ckpt, out)
+    console.print(
+        f"best epoch {result.best_epoch}: dev token accuracy "
+        f"{result.best_metrics['accuracy']:.4f}; saved {out}"
+    )
+    return ckpt

@@ -1,0 +1,74 @@
+"""Text -> model arrays for the text tasks, shared by training and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bilstm.runtime.batching import pad_batch
+from bilstm.runtime.tokenizer import Tokenizer
+from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
+
+MASK = "<mask>"
+BLANK = "___"
+
+
+@dataclass
+class TextEncoder:
+    """Tokenizer + vocabularies: the whole preprocessing of a text model."""
+
+    tokenizer: Tokenizer
+    vocabulary: Vocabulary
+    chars: Vocabulary | None = None
+    """Character vocabulary of the character CNN (tagging), or None."""
+    max_word_length: int = 20
+
+    def split(self, text: str) -> list[str]:
+        """Tokens as written (case kept)."""
+        return self.tokenizer.split(text)
+
+    def word_ids(self, tokens: Sequence[str]) -> list[int]:
+        """Vocabulary ids of tokens as written (normalised first)."""
+        norm = self.tokenizer.normalize
+        return self.vocabulary.encode(norm(t) for t in tokens)
+
+    def char_ids(self, tokens: Sequence[str], width: int) -> np.ndarray:
+        """[width, max_word_length] int64 character ids of tokens (case kept), zero-padded."""
+        assert self.chars is not None
+        out = np.full((width, self.max_word_length), PAD_ID, dtype=np.int64)
+        get = self.chars._ids.get
+        for i, token in enumerate(tokens[:width]):
+            ids = [get(c, UNK_ID) for c in token[: self.max_word_length]]
+            out[i, : len(ids)] = ids
+        return out
+
+    def batch(self, token_lists: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """Padded `input_ids`, `lengths` and, with character features, `char_ids`."""
+        ids, lengths = pad_batch([self.word_ids(t) for t in token_lists])
+        arrays = {"input_ids": ids, "lengths": lengths}
+        if self.chars is not None:
+            width = ids.shape[1]
+            arrays["char_ids"] = (
+                np.stack([self.char_ids(t, width) for t in token_lists])
+                if token_lists
+                else np.zeros((0, width, self.max_word_length), np.int64)
+            )
+        return arrays
+
+
+def build_char_vocabulary(token_lists: Sequence[Sequence[str]], min_freq: int = 1) -> Vocabulary:
+    """Characters of the training tokens (case kept), most frequent first."""
+    return Vocabulary.build((list(t) for tokens in token_lists for t in tokens), min_freq=min_freq)
+
+
+def blank_position(tokens: Sequence[str]) -> int | None:
+    """Index of the single `___` blank among tokens, None if there is none.
+
+    Raises ValueError when there are several blanks.
+    """
+    found = [i for i, t in enumerate(tokens) if t == BLANK]
+    if len(found) > 1:
+        raise ValueError(f"found {len(found)} blanks '{BLANK}', expected exactly one")
+    return found[0] if found else None
