@@ -147,7 +147,7 @@ def fit(model: torch.nn.Module, spec: TaskSpec, cfg: TrainConfig, console: Conso
         shown = "  ".join(
             f"{k} {v:.4f}"
             for k, v in metrics.items()
-            if isinstance(v, float) and not k.startswith("baseline")
+            if isinstance(v, float) and not k.startswith("baseline") and "step" not in k
         )
         console.print(
             f"epoch {epoch}: loss {row['train_loss']:.4f}  dev {shown}  "

@@ -30,6 +30,7 @@ log = logging.getLogger("bilstm")
 EXIT_RECORD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 PLUGIN_GROUP = "bilstm.commands"
 HOOK_GROUP = "bilstm.hooks"
 PLUGIN_HELP = {
@@ -58,9 +59,36 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except Terminated:
+        _stderr("terminated (SIGTERM): no output file was written (an existing one is unchanged)")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         _stderr("interrupted: no output file was written (an existing one is unchanged)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that partial output is cleaned up on the way out."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 ModelArg = Annotated[str, typer.Argument(help="Path to a .onnx file, or a built-in model name.")]
@@ -158,7 +186,7 @@ def run(
         raise typer.BadParameter(
             f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error"
         )
-    with user_errors(debug):
+    with user_errors(debug), sigterm_raises():
         bilstm = BiLSTM.load(
             model, device=device, device_id=device_id, threads=threads, optimization=optimization
         )

@@ -42,21 +42,25 @@ def iter_lines(source: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES)
     `error` set instead of text, so that the caller can keep one record per line.
     """
     handle = open_input(source)
+    number = 0
     try:
-        for number, raw in enumerate(handle, start=1):
+        while raw := handle.readline(max_line_bytes + 2):
+            number += 1
+            if len(raw) > max_line_bytes and raw.rstrip(b"\r\n") != raw[:max_line_bytes]:
+                # Over the limit: skip the rest of the line in bounded pieces, never hold it.
+                size = len(raw)
+                while not raw.endswith(b"\n") and (raw := handle.readline(1 << 20)):
+                    size += len(raw)
+                yield Line(
+                    number, None, f"line is {size} bytes, over --max-line-bytes {max_line_bytes}"
+                )
+                continue
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
-            if len(raw) > max_line_bytes:
-                yield Line(
-                    number,
-                    None,
-                    f"line is {len(raw)} bytes, over --max-line-bytes {max_line_bytes}",
-                )
-                continue
             try:
                 yield Line(number, raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
