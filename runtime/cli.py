@@ -33,6 +33,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 PLUGIN_GROUP = "bilstm.commands"
 HOOK_GROUP = "bilstm.hooks"
+GENERIC_SUFFIXES = (".npz", ".npy", ".json")
 PLUGIN_HELP = {
     "train": "Train a model (needs the train extra: pip install 'bilstm[train]').",
     "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm[train]').",
@@ -129,6 +130,39 @@ def _forecast_input(model: BiLSTM, source: str) -> tuple[Any, list[int]]:
     return values, series.lines
 
 
+def _run_generic(
+    model: str,
+    source: Path,
+    output: Path | None,
+    device: Device,
+    device_id: int,
+    threads: int | None,
+    optimization: Optimization,
+) -> None:
+    """Tensors in, tensors out, for any ONNX model (bilstm metadata not needed)."""
+    import numpy as np
+
+    from bilstm.runtime.atomic import atomic_path
+    from bilstm.runtime.builtin import resolve_model
+    from bilstm.runtime.generic import load_tensors, run_generic, to_json
+    from bilstm.runtime.session import create_session
+
+    session = create_session(
+        resolve_model(model),
+        device=device,
+        device_id=device_id,
+        threads=threads,
+        optimization=optimization,
+    )
+    outputs = run_generic(session, load_tensors(source, session))
+    if output is not None and output.suffix.lower() == ".npz":
+        with atomic_path(output) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, **outputs)
+        return
+    with atomic_output(output) as handle:
+        handle.write(to_json(outputs) + "\n")
+
+
 def run(
     model: ModelArg,
     input: Annotated[
@@ -187,6 +221,9 @@ def run(
             f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error"
         )
     with user_errors(debug), sigterm_raises():
+        if Path(input).suffix.lower() in GENERIC_SUFFIXES:
+            _run_generic(model, Path(input), output, device, device_id, threads, optimization)
+            return
         bilstm = BiLSTM.load(
             model, device=device, device_id=device_id, threads=threads, optimization=optimization
         )
@@ -232,6 +269,23 @@ def info(
     """Show a model's task, labels, vocabulary, inputs/outputs and provenance."""
     _setup_logging(False, debug)
     with user_errors(debug):
+        from bilstm.runtime.builtin import resolve_model
+        from bilstm.runtime.generic import describe
+        from bilstm.runtime.metadata import METADATA_KEY
+        from bilstm.runtime.session import create_session
+
+        path = resolve_model(model)
+        session = create_session(path, device=Device.cpu, threads=1)
+        if METADATA_KEY not in session.get_modelmeta().custom_metadata_map:
+            summary: dict[str, Any] = {
+                "path": str(path),
+                "size_bytes": path.stat().st_size,
+                "task": None,
+                "note": "no bilstm metadata: runs in generic mode (tensors in, tensors out)",
+                **describe(session),
+            }
+            _print_summary(summary, as_json)
+            return
         bilstm = BiLSTM.load(model, device=Device.cpu, threads=1)
         meta = bilstm.metadata
         summary = {
@@ -253,6 +307,10 @@ def info(
             "training": meta.training,
             "export": meta.export,
         }
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
         return

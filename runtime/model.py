@@ -34,7 +34,8 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
     if md.METADATA_KEY not in props:
         raise MetadataError(
             f"{path}: has no bilstm metadata (key '{md.METADATA_KEY}'); it was not exported by "
-            "`bilstm export`"
+            "`bilstm export`. Run it in generic mode with tensor input: bilstm-run MODEL "
+            "inputs.npz|.npy|.json"
         )
     try:
         return ModelMetadata.from_json(props[md.METADATA_KEY])
