@@ -157,7 +157,7 @@ def _run_generic(
     outputs = run_generic(session, load_tensors(source, session))
     if output is not None and output.suffix.lower() == ".npz":
         with atomic_path(output) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, **outputs)
+            np.savez(fh, **outputs)  # type: ignore[arg-type]
         return
     with atomic_output(output) as handle:
         handle.write(to_json(outputs) + "\n")

@@ -75,7 +75,7 @@ def load_tensors(path: Path, session: ort.InferenceSession) -> dict[str, np.ndar
         if dtype is None:
             raise InputError(f"input '{name}' has type {inputs[name].type}, not supported here")
         try:
-            arr = np.asarray(value, dtype=dtype)
+            arr: np.ndarray = np.asarray(value, dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise InputError(
                 f"{path}: input '{name}' cannot be read as {inputs[name].type} ({exc})"
