@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +17,12 @@ from bilstm.runtime.errors import BiLSTMError
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
 
+class Quantize(str, Enum):
+    """Quantised variants `bilstm export --quantize` can write."""
+
+    int8 = "int8"
+
+
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder written by bilstm train.")],
@@ -23,6 +30,25 @@ def export(
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=MAX_OPSET)] = DEFAULT_OPSET,
     verify: Annotated[bool, typer.Option(help="Check parity with PyTorch (on by default).")] = True,
     tolerance: Annotated[float, typer.Option(help="Max abs difference allowed.")] = FP32_TOLERANCE,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option(
+            help="Write a dynamically quantised int8 model (about 4x smaller, CPU; parity on "
+            "probabilities within 0.1)."
+        ),
+    ] = None,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="Write a float16 model for the CUDA provider (half the size; parity on "
+            "probabilities within 0.01).",
+        ),
+    ] = False,
+    variant_tolerance: Annotated[
+        float | None,
+        typer.Option(help="Max abs difference on probabilities for --quantize/--fp16."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug")] = False,
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, verified against PyTorch."""
@@ -34,7 +60,16 @@ def export(
         format="%(levelname)s: %(message)s",
     )
     try:
-        report = export_checkpoint(checkpoint, out, opset=opset, verify=verify, tolerance=tolerance)
+        report = export_checkpoint(
+            checkpoint,
+            out,
+            opset=opset,
+            verify=verify,
+            tolerance=tolerance,
+            quantize=quantize.value if quantize else None,
+            fp16=fp16,
+            variant_tolerance=variant_tolerance,
+        )
     except BiLSTMError as exc:
         if debug:
             raise
@@ -47,8 +82,44 @@ def export(
                 f"{case['max_abs']:.2e}  max rel {case['max_rel']:.2e}",
                 err=True,
             )
+    if report.variant_details is not None:
+        _echo_variant(report.precision, report.variant_details, report.variant_parity)
     typer.echo(
-        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB) in {report.seconds:.2f} s"
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, {report.precision}) in "
+        f"{report.seconds:.2f} s"
         + ("" if report.parity else " (parity NOT verified: --no-verify)"),
+        err=True,
+    )
+
+
+def _echo_variant(precision: str, details: dict[str, Any], parity: dict[str, Any] | None) -> None:
+    """The int8/fp16 figures on stderr: sizes, parity on probabilities, argmax agreement."""
+    typer.echo(
+        f"{precision}: graph {details['size_before'] / 1e6:.2f} MB fp32 -> "
+        f"{details['size_after'] / 1e6:.2f} MB",
+        err=True,
+    )
+    if parity is None:
+        return
+    if "skipped" in parity:
+        typer.echo(f"{precision}: parity NOT checked: {parity['skipped']}", err=True)
+        return
+    for case in parity["cases"]:
+        typer.echo(
+            f"{precision} parity {case['case']:<31} {case['output']:<13} max abs "
+            f"{case['max_abs']:.2e}",
+            err=True,
+        )
+    agreement = parity.get("examples_argmax_agreement")
+    examples = (
+        f", {agreement:.1%} of {parity['examples']} dev examples" if agreement is not None else ""
+    )
+    dev = parity.get("fp32_dev_metrics", {})
+    typer.echo(
+        f"{precision}: probabilities max abs {parity['max_abs']:.2e} (tolerance "
+        f"{parity['tolerance']:g}) on {parity['provider']}; predicted class agrees with fp32 on "
+        f"{parity['argmax_agreement']:.1%} of all parity rows"
+        + examples
+        + (f"; fp32 dev accuracy {dev['accuracy']:.3f}" if "accuracy" in dev else ""),
         err=True,
     )

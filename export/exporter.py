@@ -34,6 +34,12 @@ class ExportReport:
     seconds: float
     parity: ParityReport | None
     weights_sha256: str
+    precision: str = "fp32"
+    """fp32, int8 or fp16; `parity` is always the fp32 check the variant was derived after."""
+    variant_parity: dict[str, Any] | None = None
+    """Parity of the int8/fp16 variant with PyTorch (looser tolerance), None for fp32."""
+    variant_details: dict[str, Any] | None = None
+    """Conversion report of the variant (sizes, op counts, settings), None for fp32."""
 
 
 def weights_hash(model: onnx.ModelProto) -> str:
@@ -88,13 +94,24 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
     verify: bool = True,
     tolerance: float = FP32_TOLERANCE,
+    quantize: str | None = None,
+    fp16: bool = False,
+    variant_tolerance: float | None = None,
 ) -> ExportReport:
     """Export a `bilstm train` checkpoint (folder or loaded) to `out`.
 
     The graph is checked (fused RNN nodes, `sequence_lens`, dynamic axes, `onnx.checker`) and,
     unless `verify=False`, compared with PyTorch; on `ParityError` no file is left at `out`.
+    `quantize="int8"` or `fp16=True` then derive that variant from the verified fp32 graph and
+    write it instead, checked against PyTorch with `variant_tolerance` on probabilities
+    (default `INT8_TOLERANCE`/`FP16_TOLERANCE`, see `bilstm.export.quantize`).
     """
     started = time.perf_counter()
+    if quantize is not None and quantize not in ("int8",):
+        raise ExportError(f"--quantize {quantize} is not supported; choose int8")
+    if quantize and fp16:
+        raise ExportError("--quantize int8 and --fp16 exclude each other; choose one")
+    precision = "fp16" if fp16 else quantize or "fp32"
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
@@ -119,10 +136,34 @@ def export_checkpoint(
         "weights_sha256": sha,
         "parity": parity.to_dict() if parity else None,
     }
+    variant_parity: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+    if precision != "fp32":
+        from bilstm.export.quantize import build_variant
+
+        model, details, variant_parity = build_variant(
+            ckpt, model, precision, verify=verify, tolerance=variant_tolerance
+        )
+        sha = weights_hash(model)
+        fp32_info = {k: export_info[k] for k in ("weights_sha256", "parity")}
+        export_info |= {
+            "precision": precision,
+            "weights_sha256": sha,
+            "parity": variant_parity,
+            "fp32": fp32_info | {"size_bytes": details["size_before"]},
+            "quantization" if precision == "int8" else "conversion": details,
+        }
     onnx.helper.set_model_props(model, {md.METADATA_KEY: _metadata(ckpt, export_info).to_json()})
     _save(model, out)
     seconds = time.perf_counter() - started
     log.info("exported %s in %.2f s", out, seconds)
     return ExportReport(
-        path=out, size_bytes=out.stat().st_size, seconds=seconds, parity=parity, weights_sha256=sha
+        path=out,
+        size_bytes=out.stat().st_size,
+        seconds=seconds,
+        parity=parity,
+        weights_sha256=sha,
+        precision=precision,
+        variant_parity=variant_parity,
+        variant_details=details,
     )
