@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from bilstm.export.builder import GraphBuilder
+from bilstm.export.projection import projected_layer
 from bilstm.models.config import ModelConfig
 from bilstm.runtime import metadata as md
 
@@ -29,55 +31,6 @@ TIME = "time"
 # PyTorch packs gates as (i, f, g, o) for LSTM and (r, z, n) for GRU; ONNX wants (i, o, f, c)
 # and (z, r, h). Index lists select PyTorch gate blocks in ONNX order.
 _GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
-
-
-class GraphBuilder:
-    """Collects nodes and initializers with unique names."""
-
-    def __init__(self, opset: int) -> None:
-        self.opset = opset
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
-
-    def _name(self, base: str) -> str:
-        self._count += 1
-        return f"{base}_{self._count}"
-
-    def const(self, base: str, value: np.ndarray) -> str:
-        """Add an initializer and return its name."""
-        name = self._name(base)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def op(
-        self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, **attrs: Any
-    ) -> Any:
-        """Add a node; returns its output name (or names when it has several)."""
-        names = (
-            outputs
-            if isinstance(outputs, list)
-            else [self._name(op_type.lower()) for _ in range(outputs)]
-        )
-        self.nodes.append(
-            helper.make_node(op_type, inputs, names, name=self._name(op_type), **attrs)
-        )
-        return names[0] if len(names) == 1 else names
-
-    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 0) -> str:
-        """Reduce* with axes as attribute or input, as the opset wants."""
-        axes_as_input = self.opset >= (13 if op_type == "ReduceSum" else 18)
-        if axes_as_input:
-            return str(
-                self.op(
-                    op_type, [x, self.const("axes", np.array(axes, np.int64))], keepdims=keepdims
-                )
-            )
-        return str(self.op(op_type, [x], axes=axes, keepdims=keepdims))
-
-    def unsqueeze(self, x: str, axes: list[int]) -> str:
-        """Unsqueeze with axes as an input (opset >= 13)."""
-        return str(self.op("Unsqueeze", [x, self.const("axes", np.array(axes, np.int64))]))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -122,25 +75,46 @@ def _merge_final(g: GraphBuilder, h: str, mode: str) -> str:
     return g.reduce({"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[mode], h, [0])
 
 
-def _encoder(
-    g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str, seq_lens: str
-) -> tuple[str, str]:
-    """Stacked fused bidirectional RNN nodes over x [time, batch, in] -> (y, final)."""
+def _merge_pair(g: GraphBuilder, a: str, b: str, mode: str) -> str:
+    """Combine two per-direction tensors along the last axis (concat) or elementwise."""
+    if mode == "concat":
+        return str(g.op("Concat", [a, b], axis=-1))
+    if mode == "ave":
+        return str(g.op("Mul", [g.op("Add", [a, b]), g.const("half", np.array(0.5, np.float32))]))
+    return str(g.op({"sum": "Add", "mul": "Mul"}[mode], [a, b]))
+
+
+def _valid_mask(g: GraphBuilder, x: str) -> str:
+    """Bool [time, batch, 1]: True at real positions of time-major x [time, batch, ...]."""
+    time = g.op("Gather", [g.op("Shape", [x]), g.const("zero", np.array(0, np.int64))], axis=0)
+    steps = g.op("Range", [g.const("zero", np.array(0, np.int64)), time,
+                           g.const("one", np.array(1, np.int64))])
+    mask = g.op("Less", [g.unsqueeze(steps, [1]), g.unsqueeze(md.LENGTHS, [0])])
+    return g.unsqueeze(mask, [2])
+
+
+def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str,
+             seq_lens: str) -> tuple[str, str]:
+    """Stacked bidirectional RNN layers over x [time, batch, in] -> (y, final).
+
+    Each layer is one fused `LSTM`/`GRU` node fed `sequence_lens`; LSTMs with projections,
+    which ONNX's LSTM cannot express, are lowered to `Scan` (export/projection.py).
+    """
     y = final = x
+    valid = _valid_mask(g, x) if cfg.proj_size else ""
     for layer in range(cfg.num_layers):
-        w, r, b = rnn_weights(state, f"encoder.layers.{layer}.", cfg.cell)
-        ins = [
-            y,
-            g.const(f"W{layer}", w),
-            g.const(f"R{layer}", r),
-            g.const(f"B{layer}", b),
-            seq_lens,
-        ]
-        attrs: dict[str, Any] = {
-            "direction": "bidirectional",
-            "hidden_size": cfg.hidden_size,
-            "layout": 0,
-        }
+        prefix = f"encoder.layers.{layer}."
+        if cfg.proj_size:
+            (fwd, bwd), (h_f, h_b) = projected_layer(g, state, prefix, layer, y, md.LENGTHS,
+                                                     valid, cfg.hidden_size, cfg.proj_size)
+            y = _merge_pair(g, fwd, bwd, cfg.merge)
+            final = _merge_pair(g, h_f, h_b, cfg.merge)
+            continue
+        w, r, b = rnn_weights(state, prefix, cfg.cell)
+        ins = [y, g.const(f"W{layer}", w), g.const(f"R{layer}", r), g.const(f"B{layer}", b),
+               seq_lens]
+        attrs: dict[str, Any] = {"direction": "bidirectional", "hidden_size": cfg.hidden_size,
+                                 "layout": 0}
         if cfg.cell == "gru":
             # PyTorch applies the reset gate after the recurrent matmul.
             attrs["linear_before_reset"] = 1
@@ -313,7 +287,12 @@ def check_graph(model: onnx.ModelProto, cfg: ModelConfig) -> None:
 
     onnx.checker.check_model(model, full_check=True)
     rnn = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]
-    if len(rnn) != cfg.num_layers:
+    if cfg.proj_size:
+        scans = [n for n in model.graph.node if n.op_type == "Scan"]
+        if len(scans) != 2 * cfg.num_layers or rnn:
+            raise ExportError(f"expected {2 * cfg.num_layers} Scan nodes for the projected "
+                              f"LSTM layers, found {len(scans)}")
+    elif len(rnn) != cfg.num_layers:
         raise ExportError(f"expected {cfg.num_layers} fused RNN node(s), found {len(rnn)}")
     for node in rnn:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}

@@ -148,7 +148,11 @@ def train(
     ] = Pooling.max,
     proj_size: Annotated[
         int,
-        typer.Option(min=0, rich_help_panel=MODEL, help="LSTM projections (not supported yet)."),
+        typer.Option(
+            min=0,
+            rich_help_panel=MODEL,
+            help="LSTM projections: each direction's output projected to this size.",
+        ),
     ] = 0,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, rich_help_panel=MODEL)] = 0.3,
     embedding_dropout: Annotated[
@@ -215,11 +219,6 @@ def train(
         _apply_config(ctx, params, config)
         from_config = {k for k in params if params[k] != before[k]}
         _check_task_options(ctx, task.value, params, from_config)
-        if params["proj_size"]:
-            raise BiLSTMError(
-                "--proj-size is not supported yet: no exporter can write LSTM "
-                "projections to ONNX (DESIGN.md trap 3); train without it"
-            )
         _train(Task(params["task"]), params)
     except BiLSTMError as exc:
         if debug:
@@ -245,6 +244,7 @@ def _train(task: Task, p: dict[str, Any]) -> None:
         "num_layers": p["layers"],
         "cell": Cell(p["cell"]).value,
         "merge": Merge(p["merge"]).value,
+        "proj_size": p["proj_size"],
         "dropout": p["dropout"],
     }
     if task is not Task.forecast:

@@ -51,6 +51,8 @@ class ModelConfig:
     """Stacked bidirectional layers."""
     cell: str = "lstm"
     """Recurrent cell: lstm or gru."""
+    proj_size: int = 0
+    """LSTM with projections: each direction's output is projected to this size (0: none)."""
     merge: str = "concat"
     """How the two directions are combined after each layer (Keras merge modes)."""
     pooling: str = "max"
@@ -78,6 +80,8 @@ class ModelConfig:
                 f"num_features must be >= 1 for forecast, got {self.num_features}",
             ),
             (self.char_kernel % 2 == 1, f"char_kernel must be odd, got {self.char_kernel}"),
+            (self.proj_size == 0 or (self.cell == "lstm" and 0 < self.proj_size < self.hidden_size),
+             f"proj_size must be below hidden_size ({self.hidden_size}) and needs cell lstm"),
             (self.num_labels >= 1, f"num_labels must be >= 1, got {self.num_labels}"),
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.hidden_size >= 1 and self.embedding_dim >= 1, "sizes must be >= 1"),
@@ -98,9 +102,14 @@ class ModelConfig:
         return self.embedding_dim + (self.char_filters if self.char_vocab_size else 0)
 
     @property
+    def direction_size(self) -> int:
+        """Width of one direction's output: the projection size if any, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def output_size(self) -> int:
         """Width of each layer's merged output."""
-        return 2 * self.hidden_size if self.merge == "concat" else self.hidden_size
+        return 2 * self.direction_size if self.merge == "concat" else self.direction_size
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

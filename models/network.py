@@ -45,12 +45,16 @@ class BiRNNEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig, input_size: int) -> None:
         super().__init__()
-        cell = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         self.cfg = cfg
         sizes = [input_size] + [cfg.output_size] * (cfg.num_layers - 1)
-        self.layers = nn.ModuleList(
-            cell(size, cfg.hidden_size, batch_first=True, bidirectional=True) for size in sizes
-        )
+        layers: list[nn.Module] = []
+        for size in sizes:
+            if cfg.cell == "gru":
+                layers.append(nn.GRU(size, cfg.hidden_size, batch_first=True, bidirectional=True))
+            else:
+                layers.append(nn.LSTM(size, cfg.hidden_size, batch_first=True,
+                                      bidirectional=True, proj_size=cfg.proj_size))
+        self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +73,7 @@ class BiRNNEncoder(nn.Module):
             out, state = rnn(packed)
             h_n = state[0] if isinstance(state, tuple) else state
             y, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
-            h = self.cfg.hidden_size
+            h = self.cfg.direction_size
             x = merge_directions(y[..., :h], y[..., h:], self.cfg.merge)
             final = merge_directions(h_n[0], h_n[1], self.cfg.merge)
         return x, final

@@ -91,11 +91,13 @@ TASK_CONFIGS = [
     {"task": "tag", "num_layers": 1, "cell": "gru", "merge": "sum"},
     {"task": "cloze", "num_layers": 2, "num_labels": VOCAB},
     {"task": "forecast", "num_layers": 2, "num_features": 3, "vocab_size": 0},
+    {"task": "classify", "num_layers": 2, "proj_size": 5, "pooling": "last"},
+    {"task": "tag", "num_layers": 1, "proj_size": 3, "merge": "ave"},
 ]
 
 
 def _name(options: dict[str, object]) -> str:
-    keys = ("task", "num_layers", "cell", "merge", "pooling")
+    keys = ("task", "num_layers", "cell", "merge", "pooling", "proj_size")
     return "-".join(str(options[k]) for k in keys if k in options)
 
 
