@@ -87,14 +87,17 @@ def _merge_pair(g: GraphBuilder, a: str, b: str, mode: str) -> str:
 def _valid_mask(g: GraphBuilder, x: str) -> str:
     """Bool [time, batch, 1]: True at real positions of time-major x [time, batch, ...]."""
     time = g.op("Gather", [g.op("Shape", [x]), g.const("zero", np.array(0, np.int64))], axis=0)
-    steps = g.op("Range", [g.const("zero", np.array(0, np.int64)), time,
-                           g.const("one", np.array(1, np.int64))])
+    steps = g.op(
+        "Range",
+        [g.const("zero", np.array(0, np.int64)), time, g.const("one", np.array(1, np.int64))],
+    )
     mask = g.op("Less", [g.unsqueeze(steps, [1]), g.unsqueeze(md.LENGTHS, [0])])
     return g.unsqueeze(mask, [2])
 
 
-def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str,
-             seq_lens: str) -> tuple[str, str]:
+def _encoder(
+    g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], x: str, seq_lens: str
+) -> tuple[str, str]:
     """Stacked bidirectional RNN layers over x [time, batch, in] -> (y, final).
 
     Each layer is one fused `LSTM`/`GRU` node fed `sequence_lens`; LSTMs with projections,
@@ -105,16 +108,25 @@ def _encoder(g: GraphBuilder, cfg: ModelConfig, state: dict[str, torch.Tensor], 
     for layer in range(cfg.num_layers):
         prefix = f"encoder.layers.{layer}."
         if cfg.proj_size:
-            (fwd, bwd), (h_f, h_b) = projected_layer(g, state, prefix, layer, y, md.LENGTHS,
-                                                     valid, cfg.hidden_size, cfg.proj_size)
+            (fwd, bwd), (h_f, h_b) = projected_layer(
+                g, state, prefix, layer, y, md.LENGTHS, valid, cfg.hidden_size, cfg.proj_size
+            )
             y = _merge_pair(g, fwd, bwd, cfg.merge)
             final = _merge_pair(g, h_f, h_b, cfg.merge)
             continue
         w, r, b = rnn_weights(state, prefix, cfg.cell)
-        ins = [y, g.const(f"W{layer}", w), g.const(f"R{layer}", r), g.const(f"B{layer}", b),
-               seq_lens]
-        attrs: dict[str, Any] = {"direction": "bidirectional", "hidden_size": cfg.hidden_size,
-                                 "layout": 0}
+        ins = [
+            y,
+            g.const(f"W{layer}", w),
+            g.const(f"R{layer}", r),
+            g.const(f"B{layer}", b),
+            seq_lens,
+        ]
+        attrs: dict[str, Any] = {
+            "direction": "bidirectional",
+            "hidden_size": cfg.hidden_size,
+            "layout": 0,
+        }
         if cfg.cell == "gru":
             # PyTorch applies the reset gate after the recurrent matmul.
             attrs["linear_before_reset"] = 1
@@ -290,8 +302,10 @@ def check_graph(model: onnx.ModelProto, cfg: ModelConfig) -> None:
     if cfg.proj_size:
         scans = [n for n in model.graph.node if n.op_type == "Scan"]
         if len(scans) != 2 * cfg.num_layers or rnn:
-            raise ExportError(f"expected {2 * cfg.num_layers} Scan nodes for the projected "
-                              f"LSTM layers, found {len(scans)}")
+            raise ExportError(
+                f"expected {2 * cfg.num_layers} Scan nodes for the projected "
+                f"LSTM layers, found {len(scans)}"
+            )
     elif len(rnn) != cfg.num_layers:
         raise ExportError(f"expected {cfg.num_layers} fused RNN node(s), found {len(rnn)}")
     for node in rnn:

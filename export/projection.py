@@ -21,15 +21,26 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32)
 
 
-def _recurrence(g: GraphBuilder, tag: str, r: np.ndarray, w_hr: np.ndarray, hidden: int,
-                ) -> helper.GraphProto:
+def _recurrence(
+    g: GraphBuilder,
+    tag: str,
+    r: np.ndarray,
+    w_hr: np.ndarray,
+    hidden: int,
+) -> helper.GraphProto:
     """Scan body: (h, c, xw_t, valid_t) -> (h', c', y_t); PyTorch gate order i, f, g, o."""
     body = GraphBuilder(g.opset, prefix=f"{tag}_")
     gates = body.op("Add", ["xw_t", body.op("MatMul", ["h_prev", g.const(f"{tag}_R", r.T)])])
-    i, f, cand, o = body.op("Split", [gates, g.const(f"{tag}_split",
-                                                     np.array([hidden] * 4, np.int64))], 4, axis=1)
-    c_new = body.op("Add", [body.op("Mul", [body.op("Sigmoid", [f]), "c_prev"]),
-                            body.op("Mul", [body.op("Sigmoid", [i]), body.op("Tanh", [cand])])])
+    i, f, cand, o = body.op(
+        "Split", [gates, g.const(f"{tag}_split", np.array([hidden] * 4, np.int64))], 4, axis=1
+    )
+    c_new = body.op(
+        "Add",
+        [
+            body.op("Mul", [body.op("Sigmoid", [f]), "c_prev"]),
+            body.op("Mul", [body.op("Sigmoid", [i]), body.op("Tanh", [cand])]),
+        ],
+    )
     h_full = body.op("Mul", [body.op("Sigmoid", [o]), body.op("Tanh", [c_new])])
     h_new = body.op("MatMul", [h_full, g.const(f"{tag}_Whr", w_hr.T)])
     body.op("Where", ["valid_t", h_new, "h_prev"], ["h_out"])
@@ -37,43 +48,64 @@ def _recurrence(g: GraphBuilder, tag: str, r: np.ndarray, w_hr: np.ndarray, hidd
     body.op("Mul", [h_new, body.op("Cast", ["valid_t"], to=TensorProto.FLOAT)], ["y_t"])
     f32 = TensorProto.FLOAT
     return helper.make_graph(
-        body.nodes, f"{tag}_body",
-        inputs=[helper.make_tensor_value_info("h_prev", f32, None),
-                helper.make_tensor_value_info("c_prev", f32, None),
-                helper.make_tensor_value_info("xw_t", f32, None),
-                helper.make_tensor_value_info("valid_t", TensorProto.BOOL, None)],
-        outputs=[helper.make_tensor_value_info("h_out", f32, None),
-                 helper.make_tensor_value_info("c_out", f32, None),
-                 helper.make_tensor_value_info("y_t", f32, None)],
+        body.nodes,
+        f"{tag}_body",
+        inputs=[
+            helper.make_tensor_value_info("h_prev", f32, None),
+            helper.make_tensor_value_info("c_prev", f32, None),
+            helper.make_tensor_value_info("xw_t", f32, None),
+            helper.make_tensor_value_info("valid_t", TensorProto.BOOL, None),
+        ],
+        outputs=[
+            helper.make_tensor_value_info("h_out", f32, None),
+            helper.make_tensor_value_info("c_out", f32, None),
+            helper.make_tensor_value_info("y_t", f32, None),
+        ],
     )
 
 
-def projected_layer(g: GraphBuilder, state: dict[str, torch.Tensor], prefix: str, layer: int,
-                    x: str, lengths: str, valid: str, hidden: int, proj: int
-                    ) -> tuple[tuple[str, str], tuple[str, str]]:
+def projected_layer(
+    g: GraphBuilder,
+    state: dict[str, torch.Tensor],
+    prefix: str,
+    layer: int,
+    x: str,
+    lengths: str,
+    valid: str,
+    hidden: int,
+    proj: int,
+) -> tuple[tuple[str, str], tuple[str, str]]:
     """One bidirectional projected LSTM layer over x [time, batch, in].
 
     `valid` is a bool [time, batch, 1] mask of real positions. Returns the per-direction
     sequences ([time, batch, proj] each) and final states ([batch, proj] each).
     """
     batch = g.op("Shape", [lengths])
-    zeros_h = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const(
-        "proj", np.array([proj], np.int64))], axis=0)],
-        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
-    zeros_c = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const(
-        "hidden", np.array([hidden], np.int64))], axis=0)],
-        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    zeros_h = g.op(
+        "ConstantOfShape",
+        [g.op("Concat", [batch, g.const("proj", np.array([proj], np.int64))], axis=0)],
+        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+    )
+    zeros_c = g.op(
+        "ConstantOfShape",
+        [g.op("Concat", [batch, g.const("hidden", np.array([hidden], np.int64))], axis=0)],
+        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+    )
     seqs, finals = [], []
     for suffix, reverse in (("_l0", False), ("_l0_reverse", True)):
         tag = f"proj{layer}{'r' if reverse else 'f'}"
         w = _np(state[f"{prefix}weight_ih{suffix}"])
         bias = _np(state[f"{prefix}bias_ih{suffix}"]) + _np(state[f"{prefix}bias_hh{suffix}"])
-        xw = g.op("Add", [g.op("MatMul", [x, g.const(f"{tag}_W", w.T)]),
-                          g.const(f"{tag}_B", bias)])
+        xw = g.op("Add", [g.op("MatMul", [x, g.const(f"{tag}_W", w.T)]), g.const(f"{tag}_B", bias)])
         if reverse:
             xw = g.op("ReverseSequence", [xw, lengths], batch_axis=1, time_axis=0)
-        body = _recurrence(g, tag, _np(state[f"{prefix}weight_hh{suffix}"]),
-                           _np(state[f"{prefix}weight_hr{suffix}"]), hidden)
+        body = _recurrence(
+            g,
+            tag,
+            _np(state[f"{prefix}weight_hh{suffix}"]),
+            _np(state[f"{prefix}weight_hr{suffix}"]),
+            hidden,
+        )
         h, _, y = g.op("Scan", [zeros_h, zeros_c, xw, valid], 3, num_scan_inputs=2, body=body)
         if reverse:
             y = g.op("ReverseSequence", [y, lengths], batch_axis=1, time_axis=0)

@@ -80,8 +80,11 @@ class ModelConfig:
                 f"num_features must be >= 1 for forecast, got {self.num_features}",
             ),
             (self.char_kernel % 2 == 1, f"char_kernel must be odd, got {self.char_kernel}"),
-            (self.proj_size == 0 or (self.cell == "lstm" and 0 < self.proj_size < self.hidden_size),
-             f"proj_size must be below hidden_size ({self.hidden_size}) and needs cell lstm"),
+            (
+                self.proj_size == 0
+                or (self.cell == "lstm" and 0 < self.proj_size < self.hidden_size),
+                f"proj_size must be below hidden_size ({self.hidden_size}) and needs cell lstm",
+            ),
             (self.num_labels >= 1, f"num_labels must be >= 1, got {self.num_labels}"),
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.hidden_size >= 1 and self.embedding_dim >= 1, "sizes must be >= 1"),

@@ -52,8 +52,15 @@ class BiRNNEncoder(nn.Module):
             if cfg.cell == "gru":
                 layers.append(nn.GRU(size, cfg.hidden_size, batch_first=True, bidirectional=True))
             else:
-                layers.append(nn.LSTM(size, cfg.hidden_size, batch_first=True,
-                                      bidirectional=True, proj_size=cfg.proj_size))
+                layers.append(
+                    nn.LSTM(
+                        size,
+                        cfg.hidden_size,
+                        batch_first=True,
+                        bidirectional=True,
+                        proj_size=cfg.proj_size,
+                    )
+                )
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(cfg.dropout)
 
