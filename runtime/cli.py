@@ -101,6 +101,30 @@ ThreadsOpt = Annotated[
 ]
 
 
+@contextlib.contextmanager
+def _progress(show: bool) -> Iterator[Any]:
+    """A records counter with rate on stderr (only when it is a terminal and not --quiet)."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.completed:,} records {task.fields[rate]:,.0f}/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("run", total=None, rate=0.0)
+        started = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            bar.update(task, completed=done, rate=done / max(time.perf_counter() - started, 1e-9))
+
+        yield advance
+
+
 def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
     while chunk := list(islice(lines, size)):
         yield chunk
@@ -203,6 +227,16 @@ def run(
     optimization: Annotated[
         Optimization, typer.Option(help="ONNX Runtime graph optimisation level.")
     ] = Optimization.all,
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Run this many warm-up inferences before scoring.")
+    ] = 0,
+    profile: Annotated[
+        Path | None, typer.Option(help="Write ONNX Runtime's profile (JSON) with this prefix.")
+    ] = None,
+    optimized_model: Annotated[
+        Path | None,
+        typer.Option(help="Save the ONNX Runtime-optimised graph here (inspection or reuse)."),
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -225,8 +259,16 @@ def run(
             _run_generic(model, Path(input), output, device, device_id, threads, optimization)
             return
         bilstm = BiLSTM.load(
-            model, device=device, device_id=device_id, threads=threads, optimization=optimization
+            model,
+            device=device,
+            device_id=device_id,
+            threads=threads,
+            optimization=optimization,
+            optimized_model_path=optimized_model,
+            profile_prefix=str(profile) if profile else None,
         )
+        bilstm.warmup(warmup)
+        show = not quiet and sys.stderr.isatty()
         start = time.perf_counter()
         count = failed = 0
         with atomic_output(output) as handle:
@@ -239,18 +281,24 @@ def run(
                     writer.write(record)
                     count += 1
             else:
-                for chunk in _chunks(iter_lines(input, max_line_bytes), chunk_size):
-                    records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
-                    bad = [r for r in records if "error" in r]
-                    if bad and on_error == "stop":
-                        raise BiLSTMError(
-                            f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
-                        )
-                    for record in records:
-                        writer.write(record)
-                    count += len(chunk)
-                    failed += len(bad)
+                with _progress(show) as advance:
+                    for chunk in _chunks(iter_lines(input, max_line_bytes), chunk_size):
+                        records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
+                        bad = [r for r in records if "error" in r]
+                        if bad and on_error == "stop":
+                            raise BiLSTMError(
+                                f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
+                            )
+                        for record in records:
+                            writer.write(record)
+                        writer.flush()
+                        count += len(chunk)
+                        failed += len(bad)
+                        advance(len(chunk))
+            writer.flush()
         elapsed = time.perf_counter() - start
+        if profile:
+            _stderr(f"profile written to {bilstm.session.end_profiling()}")
         if not quiet:
             rate = count / elapsed if elapsed > 0 else 0.0
             _stderr(

@@ -136,6 +136,22 @@ class BiLSTM:
         _check_io(session, meta, path)
         return cls(session, meta, path)
 
+    def warmup(self, runs: int = 1) -> None:
+        """Run the graph `runs` times on a small dummy batch (first-call costs paid upfront)."""
+        feeds: dict[str, np.ndarray] = {}
+        for spec in self.session.get_inputs():
+            shape = [d if isinstance(d, int) else (2 if i else 1) for i, d in enumerate(spec.shape)]
+            if spec.name == md.LENGTHS:
+                shape = [1]
+            dtype = np.float32 if spec.type == _FLOAT else np.int64
+            feeds[spec.name] = np.ones(shape, dtype=dtype)
+        if md.LENGTHS in feeds:
+            feeds[md.LENGTHS][:] = 2
+        if md.MASK_POSITIONS in feeds:
+            feeds[md.MASK_POSITIONS][:] = 0
+        for _ in range(runs):
+            self.run(feeds)
+
     @property
     def task(self) -> str:
         """The model's task: classify, tag, forecast or cloze."""

@@ -20,6 +20,7 @@ class Format(str, Enum):
 
     jsonl = "jsonl"
     tsv = "tsv"
+    table = "table"
 
 
 @contextlib.contextmanager
@@ -46,12 +47,28 @@ class RecordWriter:
         self.handle = handle
         self.fmt = Format(fmt)
         self.columns = list(columns)
+        self._rows: list[list[str]] = []
         if self.fmt is Format.tsv:
             handle.write("\t".join(self.columns) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        """Write one record."""
+        """Write one record (table rows are buffered until `flush`)."""
         if self.fmt is Format.jsonl:
             self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
+        elif self.fmt is Format.tsv:
             self.handle.write("\t".join(tsv_cells(record, self.columns)) + "\n")
+        else:
+            self._rows.append(tsv_cells(record, self.columns))
+
+    def flush(self) -> None:
+        """Render buffered table rows (one table per input chunk, for people to read)."""
+        if not self._rows:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*self.columns, show_lines=False)
+        for row in self._rows:
+            table.add_row(*row)
+        Console(file=self.handle, width=160).print(table)
+        self._rows.clear()

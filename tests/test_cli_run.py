@@ -166,3 +166,27 @@ def test_info_and_eval(exported: Path, data_dir: Path) -> None:
     metrics = json.loads(ev.stdout)
     assert metrics["count"] == 60
     assert metrics["accuracy"] > 0.8  # the tiny model learns the synthetic rule
+
+
+def test_table_format_profile_and_warmup(tmp_path: Path) -> None:
+    prefix = tmp_path / "prof"
+    opt = tmp_path / "opt.onnx"
+    result = run(
+        "sentiment",
+        "-",
+        "--format",
+        "table",
+        "--warmup",
+        "2",
+        "--profile",
+        str(prefix),
+        "--optimized-model",
+        str(opt),
+        input="great fun\n\nbad\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "p_positive" in result.stdout and "positive" in result.stdout
+    assert "profile written to" in result.stderr
+    profiles = list(tmp_path.glob("prof*.json"))
+    assert len(profiles) == 1 and json.loads(profiles[0].read_text())
+    assert opt.stat().st_size > 0
