@@ -164,3 +164,77 @@ def test_parity_breach_raises_and_leaves_no_file(tmp_path: Path) -> None:
         export_checkpoint(ckpt, path, tolerance=-1.0)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"num_layers": 2},
+        {"cell": "gru", "pooling": "mean"},
+        {
+            "task": "tag",
+            "char_vocab_size": 10,
+            "char_dim": 4,
+            "char_filters": 5,
+            "max_word_length": 6,
+        },
+    ],
+    ids=_name,
+)
+def test_onnx_reference_evaluator_is_a_second_oracle(
+    options: dict[str, object], tmp_path: Path
+) -> None:
+    """ONNX's own reference implementation agrees with ONNX Runtime's ragged batch.
+
+    `onnx.reference` ignores `sequence_lens` (seen with onnx 1.23), so it gets each row alone,
+    unpadded; ONNX Runtime gets the ragged batch. Both must match PyTorch.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    ckpt = random_checkpoint(5, **options)
+    path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, path)
+    evaluator = ReferenceEvaluator(str(path))
+    feeds = random_feeds(ckpt, 4, 9, 21)
+    batch = BiLSTM.load(path, device="cpu", threads=1).run(feeds)["logits"]
+    torch_out = reference_outputs(ckpt, feeds)["logits"]
+    for row, n in enumerate(feeds["lengths"].tolist()):
+        alone = {
+            k: (v[row : row + 1, :n] if v.ndim > 1 else v[row : row + 1]) for k, v in feeds.items()
+        }
+        alone["lengths"] = np.array([n], np.int64)
+        ref = evaluator.run(["logits"], alone)[0][0]
+        got = batch[row, :n] if ckpt.task == "tag" else batch[row]
+        want = torch_out[row, :n] if ckpt.task == "tag" else torch_out[row]
+        assert np.abs(ref - got).max() <= LOGIT_TOL
+        assert np.abs(ref - want).max() <= LOGIT_TOL
+
+
+def test_random_configurations_property(tmp_path: Path) -> None:
+    """A fixed-seed sweep over option combinations: every one exports with parity."""
+    import random
+
+    rng = random.Random(2026)
+    for i in range(6):
+        cell = rng.choice(["lstm", "gru"])
+        options: dict[str, object] = {
+            "task": rng.choice(["classify", "tag", "cloze"]),
+            "num_layers": rng.randint(1, 3),
+            "cell": cell,
+            "merge": rng.choice(["concat", "sum", "mul", "ave"]),
+            "pooling": rng.choice(["last", "mean", "max", "attention"]),
+            "hidden_size": rng.choice([4, 8, 16]),
+            "proj_size": rng.choice([0, 0, 3]) if cell == "lstm" else 0,
+        }
+        if options["task"] == "tag" and rng.random() < 0.5:
+            options |= {
+                "char_vocab_size": 10,
+                "char_dim": 3,
+                "char_filters": 4,
+                "max_word_length": 5,
+            }
+        if options["task"] == "cloze":
+            options["num_labels"] = VOCAB
+        ckpt = random_checkpoint(i, **options)
+        report = export_checkpoint(ckpt, tmp_path / f"m{i}.onnx")  # raises ParityError on breach
+        assert report.parity is not None and report.parity.max_abs <= LOGIT_TOL, options
