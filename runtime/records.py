@@ -158,7 +158,8 @@ def forecast_records(
             }
             if rolling:
                 actual = [
-                    round(float(target[end + h]), 6) if end + h < n else None for h in range(model.horizon)
+                    round(float(target[end + h]), 6) if end + h < n else None
+                    for h in range(model.horizon)
                 ]
                 rec["actual"] = actual
                 if anomalies and mean is not None and std is not None:
