@@ -35,6 +35,7 @@ WEIGHTS = "weights.safetensors"
 HISTORY = "history.jsonl"
 SUMMARY = "summary.json"
 EXAMPLES = "examples.json"
+TRAINER_STATE = "trainer_state.pt"
 
 
 @dataclass
@@ -58,8 +59,17 @@ class Checkpoint:
         return self.model_config.task
 
 
-def save_checkpoint(ckpt: Checkpoint, directory: Path) -> None:
-    """Write `ckpt` to `directory`, replacing it only once every file is complete."""
+def save_checkpoint(
+    ckpt: Checkpoint,
+    directory: Path,
+    weights: dict[str, torch.Tensor] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> None:
+    """Write `ckpt` to `directory`, replacing it only once every file is complete.
+
+    `weights` overrides the model's own state (the best epoch's, while training goes on);
+    `trainer_state` is what `--resume` needs to continue training.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -84,7 +94,10 @@ def save_checkpoint(ckpt: Checkpoint, directory: Path) -> None:
         with (tmp / HISTORY).open("w", encoding="utf-8") as fh:
             for row in ckpt.history:
                 fh.write(json.dumps(row) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()}
+        source = weights if weights is not None else ckpt.model.state_dict()
+        state = {k: v.detach().cpu().contiguous() for k, v in source.items()}
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE)
         save_file(state, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
         if directory.exists():
             backup = directory.with_name(f".{directory.name}.old")
@@ -178,6 +191,18 @@ def load_checkpoint(directory: Path) -> Checkpoint:
         summary=summary,
         examples=list(examples),
     )
+
+
+def load_trainer_state(directory: Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint (weights_only: no code runs on load)."""
+    path = Path(directory) / TRAINER_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: has no {TRAINER_STATE}; it cannot be resumed")
+    try:
+        state: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises UnpicklingError/RuntimeError for unsafe or bad files
+        raise CheckpointError(f"{path}: cannot load the trainer state ({exc})") from exc
+    return state
 
 
 def predict_logits(model: torch.nn.Module, ids: Any, lengths: Any, *extra: Any) -> torch.Tensor:

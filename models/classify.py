@@ -5,16 +5,23 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
-from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMClassifier
-from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.models.training import (
+    apply_vectors,
+    parameter_count,
+    seed_everything,
+    start_or_resume,
+    train_and_save,
+)
 from bilstm.runtime.batching import length_batches, pad_batch
 from bilstm.runtime.datasets import LabelledText
 from bilstm.runtime.errors import DataError
@@ -78,24 +85,50 @@ def train_classifier(
     tokenizer_cfg: TokenizerConfig,
     data_info: dict[str, Any],
     console: Console | None = None,
+    resume: bool = False,
 ) -> Checkpoint:
-    """Train a classifier, keep the best epoch by dev accuracy, save it to `out`.
+    """Train a classifier, keep the best epoch by dev accuracy, save it to `out` each epoch.
 
     `model_cfg` holds `ModelConfig` fields except vocab_size/num_labels, which come from data.
+    With `resume`, training continues from the checkpoint at `out`.
     """
     console = console or Console(stderr=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
-    tok = Tokenizer(tokenizer_cfg)
-    vocab = Vocabulary.build(
-        (tok.tokenize(it.text) for it in train_items),
-        min_freq=train_cfg.min_freq,
-        max_size=train_cfg.max_vocab,
-    )
-    labels = sorted({it.label for it in train_items})
-    unseen = sorted({it.label for it in dev_items} - set(labels))
+
+    def build() -> Checkpoint:
+        tok = Tokenizer(tokenizer_cfg)
+        vocab = Vocabulary.build(
+            (tok.tokenize(it.text) for it in train_items),
+            min_freq=train_cfg.min_freq,
+            max_size=train_cfg.max_vocab,
+        )
+        labels = sorted({it.label for it in train_items})
+        cfg = ModelConfig(
+            vocab_size=len(vocab), num_labels=len(labels), task="classify", **model_cfg
+        )
+        model = BiLSTMClassifier(cfg)
+        apply_vectors(model.embedding, vocab, train_cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=cfg,
+            train_config=train_cfg,
+            tokenizer=tokenizer_cfg,
+            vocabulary=vocab,
+            labels=labels,
+            examples=[it.text for it in dev_items[:NUM_EXAMPLES]],
+        )
+
+    base, state = start_or_resume("classify", out, resume, build)
+    assert base.vocabulary is not None and base.tokenizer is not None
+    vocab, labels, model = base.vocabulary, base.labels, base.model.to(device)
+    base = replace(base, train_config=train_cfg)
+    tok = Tokenizer(base.tokenizer)
+    unseen = sorted({it.label for it in [*train_items, *dev_items]} - set(labels))
     if unseen:
-        raise DataError(f"dev data has labels {unseen} that never occur in the training data")
+        raise DataError(
+            f"labels {unseen} occur in the data but not in the training labels {labels}"
+        )
     index = {lab: i for i, lab in enumerate(labels)}
     # A text with no tokens cannot go through a packed RNN (length 0). In training it is seen
     # as a single <unk>; at inference such a text gets no label at all.
@@ -111,43 +144,25 @@ def train_classifier(
     if train_cfg.class_weights:
         counts = Counter(gold["train"])
         weight = torch.tensor(
-            [len(gold["train"]) / (len(labels) * counts[i]) for i in range(len(labels))],
+            [len(gold["train"]) / (len(labels) * max(counts[i], 1)) for i in range(len(labels))],
             dtype=torch.float32,
             device=device,
         )
-    cfg = ModelConfig(vocab_size=len(vocab), num_labels=len(labels), task="classify", **model_cfg)
-    model = BiLSTMClassifier(cfg).to(device)
     console.print(
         f"train {len(train_items)} texts, dev {len(dev_items)}, vocabulary "
         f"{len(vocab)}, labels {labels}, {parameter_count(model):,} parameters"
     )
     spec = ClassifySpec(ids, gold, labels, train_cfg.batch_size, device, weight)
-    result = fit(model, spec, train_cfg, console)
     summary = {
         "task": "classify",
         "toolkit_version": __version__,
         "data": data_info,
         "train_examples": len(train_items),
         "dev_examples": len(dev_items),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "train_seconds": result.seconds,
-        "dev_metrics": result.best_metrics,
     }
-    ckpt = Checkpoint(
-        model=model.cpu(),
-        model_config=cfg,
-        train_config=train_cfg,
-        tokenizer=tokenizer_cfg,
-        vocabulary=vocab,
-        labels=labels,
-        history=result.history,
-        summary=summary,
-        examples=[it.text for it in dev_items[:NUM_EXAMPLES]],
-    )
-    save_checkpoint(ckpt, out)
+    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
     console.print(
-        f"best epoch {result.best_epoch}: dev accuracy "
-        f"{result.best_metrics['accuracy']:.4f}; saved {out}"
+        f"best epoch {ckpt.summary['best_epoch']}: dev accuracy "
+        f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
     )
     return ckpt

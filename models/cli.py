@@ -6,13 +6,16 @@ options given on the command line win over the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from bilstm.models.config import TrainConfig
 from bilstm.runtime.errors import BiLSTMError, DataError
@@ -70,6 +73,7 @@ ONLY_FOR = {
     "max_vocab": {"classify", "tag", "cloze"},
     "max_length": {"classify", "tag", "cloze"},
     "lowercase": {"classify", "tag", "cloze"},
+    "vectors": {"classify", "tag", "cloze"},
 }
 
 
@@ -210,6 +214,22 @@ def train(
         int | None, typer.Option(min=1, rich_help_panel=TRAINING, help="torch intra-op threads.")
     ] = None,
     skip_bad_lines: Annotated[bool, typer.Option(rich_help_panel=TRAINING)] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=TRAINING,
+            help="Continue the run saved in --out (weights, optimiser, epoch).",
+        ),
+    ] = False,
+    vectors: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=TEXT,
+            help="Pretrained word vectors, word2vec/GloVe text format.",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug")] = False,
 ) -> None:
     """Train a BiLSTM model for TASK and write a checkpoint folder to --out."""
@@ -230,11 +250,9 @@ def train(
 def _train(task: Task, p: dict[str, Any]) -> None:
     import torch
 
-    from bilstm.runtime import datasets
-
     if p["threads"]:
         torch.set_num_threads(p["threads"])
-    if p["device"] == "cuda" and not torch.cuda.is_available():
+    if p["device"].startswith("cuda") and not torch.cuda.is_available():
         raise BiLSTMError(
             "--device cuda: torch sees no CUDA GPU (torch.cuda.is_available() "
             "is False); use --device cpu or install a CUDA build of torch"
@@ -264,8 +282,48 @@ def _train(task: Task, p: dict[str, Any]) -> None:
         max_vocab=p["max_vocab"],
         class_weights=p["class_weights"],
         word_dropout=p["word_dropout"],
+        vectors=str(p["vectors"]) if p["vectors"] else None,
         device=p["device"],
     )
+    with _distributed(train_cfg) as console:
+        _run_task(task, p, model_cfg, train_cfg, console)
+
+
+@contextlib.contextmanager
+def _distributed(cfg: TrainConfig) -> Iterator[Console]:
+    """Join the torchrun process group when started by torchrun (WORLD_SIZE > 1).
+
+    gloo on CPU, nccl on CUDA (each rank on its LOCAL_RANK GPU). Only rank 0 prints.
+    """
+    import os
+
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield Console(stderr=True)
+        return
+    cuda = cfg.device.startswith("cuda")
+    if cuda:
+        cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(cfg.device)
+    torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    rank = torch.distributed.get_rank()
+    try:
+        yield Console(stderr=True, quiet=rank != 0)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _run_task(
+    task: Task,
+    p: dict[str, Any],
+    model_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
+    console: Console,
+) -> None:
+    from bilstm.runtime import datasets
+
     data, dev, out = Path(p["data"]), Path(p["dev"]), Path(p["out"])
     info = {"train": data.name, "dev": dev.name, "argv": sys.argv[1:]}
     tok_cfg = TokenizerConfig(lowercase=p["lowercase"], max_length=p["max_length"])
@@ -281,6 +339,8 @@ def _train(task: Task, p: dict[str, Any]) -> None:
             train_cfg,
             tok_cfg,
             info,
+            console=console,
+            resume=p["resume"],
         )
     elif task is Task.tag:
         from bilstm.models.tagging import train_tagger
@@ -295,12 +355,16 @@ def _train(task: Task, p: dict[str, Any]) -> None:
             p["max_length"],
             p["char_features"],
             info,
+            console=console,
+            resume=p["resume"],
         )
     elif task is Task.forecast:
         from bilstm.models.forecasting import train_forecaster
 
         if not p["target"]:
-            raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
+            if not p["resume"]:
+                raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
+            p["target"] = json.loads((out / "config.json").read_text())["task_config"]["target"]
         train_series = datasets.read_series(data)
         if p["target"] not in train_series.columns:
             raise DataError(
@@ -326,6 +390,8 @@ def _train(task: Task, p: dict[str, Any]) -> None:
             model_cfg,
             train_cfg,
             info,
+            console=console,
+            resume=p["resume"],
         )
     else:
         from bilstm.models.cloze import train_cloze
@@ -338,4 +404,6 @@ def _train(task: Task, p: dict[str, Any]) -> None:
             train_cfg,
             tok_cfg,
             info,
+            console=console,
+            resume=p["resume"],
         )

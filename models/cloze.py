@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
-from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMCloze
-from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.models.training import (
+    apply_vectors,
+    parameter_count,
+    seed_everything,
+    start_or_resume,
+    train_and_save,
+)
 from bilstm.runtime.batching import length_batches, pad_batch
 from bilstm.runtime.errors import DataError
 from bilstm.runtime.metrics import topk_accuracy
@@ -108,66 +115,76 @@ def train_cloze(
     tokenizer_cfg: TokenizerConfig,
     data_info: dict[str, Any],
     console: Console | None = None,
+    resume: bool = False,
 ) -> Checkpoint:
-    """Train a fill-in-the-blank model (best epoch by dev top-1) and save it to `out`."""
+    """Train a fill-in-the-blank model (best epoch by dev top-1), saving `out` every epoch."""
     console = console or Console(stderr=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
-    tok = Tokenizer(tokenizer_cfg)
-    base = Vocabulary.build(
-        (tok.tokenize(t) for t in train_texts),
-        min_freq=train_cfg.min_freq,
-        max_size=None if train_cfg.max_vocab is None else train_cfg.max_vocab - 1,
-    )
-    vocab = Vocabulary([PAD, UNK, MASK, *[t for t in base.tokens[2:] if t not in (MASK, BLANK)]])
+
+    def build() -> Checkpoint:
+        tok = Tokenizer(tokenizer_cfg)
+        cap = None if train_cfg.max_vocab is None else train_cfg.max_vocab - 1
+        base = Vocabulary.build(
+            (tok.tokenize(t) for t in train_texts), min_freq=train_cfg.min_freq, max_size=cap
+        )
+        vocab = Vocabulary(
+            [PAD, UNK, MASK, *[t for t in base.tokens[2:] if t not in (MASK, BLANK)]]
+        )
+        cfg = ModelConfig(vocab_size=len(vocab), num_labels=len(vocab), task="cloze", **model_cfg)
+        model = BiLSTMCloze(cfg)
+        apply_vectors(model.embedder.embedding, vocab, train_cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=cfg,
+            train_config=train_cfg,
+            tokenizer=tokenizer_cfg,
+            vocabulary=vocab,
+            labels=[],
+            task_config={"mask_token": MASK, "blank": BLANK},
+            examples=_examples(dev_texts, tok, vocab, train_cfg.seed),
+        )
+
+    base, state = start_or_resume("cloze", out, resume, build)
+    assert base.vocabulary is not None and base.tokenizer is not None
+    base = replace(base, train_config=train_cfg)
+    vocab, model = base.vocabulary, base.model.to(device)
+    tok = Tokenizer(base.tokenizer)
     ids = {
         name: [s for s in (vocab.encode(tok.tokenize(t)) for t in texts) if len(s) >= 2]
         for name, texts in (("train", train_texts), ("dev", dev_texts))
     }
     if not ids["train"] or not ids["dev"]:
         raise DataError("cloze needs lines of at least 2 tokens in both training and dev data")
-    cfg = ModelConfig(vocab_size=len(vocab), num_labels=len(vocab), task="cloze", **model_cfg)
-    model = BiLSTMCloze(cfg).to(device)
     console.print(
         f"train {len(ids['train'])} sentences, dev {len(ids['dev'])}, vocabulary "
         f"{len(vocab)}, {parameter_count(model):,} parameters"
     )
     spec = ClozeSpec(ids, vocab.id_of(MASK), train_cfg, device, train_cfg.seed)
-    result = fit(model, spec, train_cfg, console)
     summary = {
         "task": "cloze",
         "toolkit_version": __version__,
         "data": data_info,
         "train_examples": len(ids["train"]),
         "dev_examples": len(ids["dev"]),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "train_seconds": result.seconds,
-        "dev_metrics": result.best_metrics,
     }
-    rng = random.Random(train_cfg.seed)
+    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
+    m = ckpt.summary["dev_metrics"]
+    console.print(
+        f"best epoch {ckpt.summary['best_epoch']}: dev top-1 {m.get('top1', 0):.4f} "
+        f"top-5 {m.get('top5', 0):.4f}; saved {out}"
+    )
+    return ckpt
+
+
+def _examples(texts: Sequence[str], tok: Tokenizer, vocab: Vocabulary, seed: int) -> list[str]:
+    """Dev texts with one known word replaced by the blank, for the exporter's parity check."""
+    rng = random.Random(seed)
     examples = []
-    for text in dev_texts[: NUM_EXAMPLES * 2]:
+    for text in texts[: NUM_EXAMPLES * 2]:
         toks = tok.split(text)
         keys = vocab.encode(tok.normalize(t) for t in toks)
         pos = choose_blank(keys, rng) if len(toks) >= 2 else None
         if pos is not None:
             examples.append(" ".join([*toks[:pos], BLANK, *toks[pos + 1 :]]))
-    ckpt = Checkpoint(
-        model=model.cpu(),
-        model_config=cfg,
-        train_config=train_cfg,
-        tokenizer=tokenizer_cfg,
-        vocabulary=vocab,
-        labels=[],
-        task_config={"mask_token": MASK, "blank": BLANK},
-        history=result.history,
-        summary=summary,
-        examples=examples[:NUM_EXAMPLES],
-    )
-    save_checkpoint(ckpt, out)
-    console.print(
-        f"best epoch {result.best_epoch}: dev top-1 {result.best_metrics['top1']:.4f} "
-        f"top-5 {result.best_metrics['top5']:.4f}; saved {out}"
-    )
-    return ckpt
+    return examples[:NUM_EXAMPLES]

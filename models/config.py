@@ -147,6 +147,8 @@ class TrainConfig:
     """Cap on vocabulary size (including <pad>, <unk>)."""
     class_weights: bool = False
     """Weight the loss by inverse class frequency (imbalanced data)."""
+    vectors: str | None = None
+    """Pretrained word vectors (word2vec/GloVe text) to initialise the embedding with."""
     word_dropout: float = 0.0
     """Replace training tokens by <unk> with this probability (teaches the <unk> path, tag)."""
     device: str = "cpu"

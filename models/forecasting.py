@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,16 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.checkpoint import Checkpoint, load_trainer_state, save_checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMForecaster
-from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.models.training import (
+    distributed,
+    parameter_count,
+    seed_everything,
+    start_or_resume,
+    train_and_save,
+)
 from bilstm.runtime.datasets import Series
 from bilstm.runtime.errors import DataError
 from bilstm.runtime.metrics import error_metrics, forecast_baselines
@@ -67,9 +74,12 @@ class ForecastSpec:
         x = torch.from_numpy(self.x[split][batch]).to(self.device)
         y = torch.from_numpy(self.y[split][batch]).to(self.device)
         lens = torch.full((len(batch),), x.shape[1], dtype=torch.int64)
-        pred = model.forward_scaled(x, lens)  # type: ignore[operator]
-        scaled = (y - model.target_mean) / model.target_std
-        return torch.nn.functional.mse_loss(pred, scaled)
+        # Call the module itself (not forward_scaled) so that DistributedDataParallel's hooks
+        # run; the loss is the MSE in standardised target units.
+        inner = getattr(model, "module", model)
+        mean, std = inner.target_mean, inner.target_std
+        pred = (model(x, lens) - mean) / std
+        return torch.nn.functional.mse_loss(pred, (y - mean) / std)
 
     def predict(self, model: torch.nn.Module, split: str) -> np.ndarray:
         out = []
@@ -102,48 +112,77 @@ def train_forecaster(
     train_cfg: TrainConfig,
     data_info: dict[str, Any],
     console: Console | None = None,
+    resume: bool = False,
 ) -> Checkpoint:
-    """Train a forecaster on windows of `[target, *features]` and save it to `out`.
+    """Train a forecaster on windows of `[target, *features]`, saving `out` every epoch.
 
     Scaling statistics come from the training rows only. Dev windows may start in the last
     `window` training rows so that every dev row is forecast; dev residual statistics per
-    step are stored for anomaly flags.
+    step are stored for anomaly flags. With `resume`, the checkpoint's columns, window,
+    horizon and scalers are kept.
     """
     console = console or Console(stderr=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
     columns = [target, *[f for f in features if f != target]]
-    for name, series in (("training", train), ("dev", dev)):
-        missing = [c for c in columns if c not in series.columns]
-        if missing:
-            raise DataError(f"{name} data lacks the numeric columns {missing}")
-    if train.rows < window + horizon:
-        raise DataError(
-            f"training data has {train.rows} rows, fewer than window {window} + horizon {horizon}"
+
+    def build() -> Checkpoint:
+        tr = _matrix(train, columns, "training")
+        if len(tr) < window + horizon:
+            raise DataError(
+                f"training data has {len(tr)} rows, fewer than window {window} + horizon {horizon}"
+            )
+        cfg = ModelConfig(
+            vocab_size=0,
+            num_labels=horizon,
+            task="forecast",
+            num_features=len(columns),
+            **model_cfg,
         )
-    tr = np.stack([np.asarray(train.columns[c], np.float64) for c in columns], axis=1)
-    dv = np.stack([np.asarray(dev.columns[c], np.float64) for c in columns], axis=1)
+        model = BiLSTMForecaster(cfg)
+        mean, std = tr.mean(axis=0), tr.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        model.feature_mean.copy_(torch.tensor(mean, dtype=torch.float32))
+        model.feature_std.copy_(torch.tensor(std, dtype=torch.float32))
+        model.target_mean.copy_(torch.tensor(mean[0], dtype=torch.float32))
+        model.target_std.copy_(torch.tensor(std[0], dtype=torch.float32))
+        task_config = {
+            "target": target,
+            "columns": columns,
+            "window": window,
+            "horizon": horizon,
+            "season": season,
+            "scaler": {"mean": mean.tolist(), "std": std.tolist()},
+        }
+        return Checkpoint(
+            model=model,
+            model_config=cfg,
+            train_config=train_cfg,
+            tokenizer=None,
+            vocabulary=None,
+            labels=[],
+            task_config=task_config,
+        )
+
+    base, state = start_or_resume("forecast", out, resume, build)
+    tc = base.task_config
+    columns, window, horizon, season = tc["columns"], tc["window"], tc["horizon"], tc["season"]
+    tr, dv = _matrix(train, columns, "training"), _matrix(dev, columns, "dev")
     joined = np.concatenate([tr, dv])
     x_tr, y_tr, ends_tr = make_windows(tr, tr[:, 0], window, horizon)
     x_dv, y_dv, ends_dv = make_windows(joined, joined[:, 0], window, horizon, first_end=len(tr))
-    if len(x_dv) == 0:
-        raise DataError(f"dev data has {dev.rows} rows, fewer than the horizon {horizon}")
+    if len(x_tr) == 0 or len(x_dv) == 0:
+        raise DataError(
+            f"not enough rows for window {window} + horizon {horizon}: training "
+            f"{len(tr)}, dev {len(dv)}"
+        )
     baselines = {
         "train": forecast_baselines(tr[:, 0], ends_tr, horizon, season),
         "dev": forecast_baselines(joined[:, 0], ends_dv, horizon, season),
     }
-
-    cfg = ModelConfig(
-        vocab_size=0, num_labels=horizon, task="forecast", num_features=len(columns), **model_cfg
-    )
-    model = BiLSTMForecaster(cfg)
-    mean, std = tr.mean(axis=0), tr.std(axis=0)
-    std = np.where(std > 1e-12, std, 1.0)
-    model.feature_mean.copy_(torch.tensor(mean, dtype=torch.float32))
-    model.feature_std.copy_(torch.tensor(std, dtype=torch.float32))
-    model.target_mean.copy_(torch.tensor(mean[0], dtype=torch.float32))
-    model.target_std.copy_(torch.tensor(std[0], dtype=torch.float32))
-    model.to(device)
+    step = max(1, len(x_dv) // NUM_EXAMPLES)
+    base = replace(base, train_config=train_cfg, examples=x_dv[::step][:NUM_EXAMPLES].tolist())
+    model = base.model.to(device)
     console.print(
         f"train {len(x_tr)} windows, dev {len(x_dv)}, columns {columns}, window "
         f"{window}, horizon {horizon}, {parameter_count(model):,} parameters"
@@ -151,47 +190,38 @@ def train_forecaster(
     spec = ForecastSpec(
         {"train": x_tr, "dev": x_dv}, {"train": y_tr, "dev": y_dv}, baselines, train_cfg, device
     )
-    result = fit(model, spec, train_cfg, console)
-    residuals = y_dv - spec.predict(model, "dev")
     summary = {
         "task": "forecast",
         "toolkit_version": __version__,
         "data": data_info,
         "train_examples": len(x_tr),
         "dev_examples": len(x_dv),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "train_seconds": result.seconds,
-        "dev_metrics": result.best_metrics,
     }
-    task_config = {
-        "target": target,
-        "columns": columns,
-        "window": window,
-        "horizon": horizon,
-        "season": season,
-        "scaler": {"mean": mean.tolist(), "std": std.tolist()},
-        "residual_mean": residuals.mean(axis=0).tolist(),
-        "residual_std": residuals.std(axis=0).tolist(),
-    }
-    ckpt = Checkpoint(
-        model=model.cpu(),
-        model_config=cfg,
-        train_config=train_cfg,
-        tokenizer=None,
-        vocabulary=None,
-        labels=[],
-        task_config=task_config,
-        history=result.history,
-        summary=summary,
-        examples=x_dv[:: max(1, len(x_dv) // NUM_EXAMPLES)][:NUM_EXAMPLES].tolist(),
+    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
+    # Residual statistics of the best weights, for anomaly flags at inference.
+    residuals = y_dv - spec.predict(model, "dev")
+    ckpt = replace(
+        ckpt,
+        task_config=tc
+        | {
+            "residual_mean": residuals.mean(axis=0).tolist(),
+            "residual_std": residuals.std(axis=0).tolist(),
+        },
     )
-    save_checkpoint(ckpt, out)
-    m = result.best_metrics
+    if distributed()[0] == 0:
+        save_checkpoint(ckpt, out, trainer_state=load_trainer_state(out))
+    m = ckpt.summary["dev_metrics"]
     console.print(
-        f"best epoch {result.best_epoch}: dev RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} "
+        f"best epoch {ckpt.summary['best_epoch']}: dev RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} "
         f"(persistence RMSE {m['baseline_persistence_rmse']:.4f}"
         + (f", seasonal-naive RMSE {m['baseline_seasonal_naive_rmse']:.4f}" if season else "")
         + f"); saved {out}"
     )
     return ckpt
+
+
+def _matrix(series: Series, columns: list[str], name: str) -> np.ndarray:
+    missing = [c for c in columns if c not in series.columns]
+    if missing:
+        raise DataError(f"{name} data lacks the numeric columns {missing}")
+    return np.stack([np.asarray(series.columns[c], np.float64) for c in columns], axis=1)

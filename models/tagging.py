@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,16 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMTagger
-from bilstm.models.training import fit, parameter_count, seed_everything
+from bilstm.models.training import (
+    apply_vectors,
+    parameter_count,
+    seed_everything,
+    start_or_resume,
+    train_and_save,
+)
 from bilstm.runtime.batching import length_batches
 from bilstm.runtime.datasets import TaggedSentence
 from bilstm.runtime.errors import DataError
@@ -106,69 +113,78 @@ def train_tagger(
     char_features: bool,
     data_info: dict[str, Any],
     console: Console | None = None,
+    resume: bool = False,
 ) -> Checkpoint:
-    """Train a tagger (best epoch by dev token accuracy) and save it to `out`."""
+    """Train a tagger (best epoch by dev token accuracy), saving `out` after every epoch."""
     console = console or Console(stderr=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
-    tok_cfg = TokenizerConfig(
-        lowercase=lowercase, pattern=WHITESPACE_PATTERN, max_length=max_length
-    )
-    tok = Tokenizer(tok_cfg)
-    vocab = Vocabulary.build(
-        ([tok.normalize(t) for t in s.tokens] for s in train),
-        min_freq=train_cfg.min_freq,
-        max_size=train_cfg.max_vocab,
-    )
-    tags = sorted({t for s in train for t in s.tags})
-    unseen = sorted({t for s in dev for t in s.tags} - set(tags))
+
+    def build() -> Checkpoint:
+        tok_cfg = TokenizerConfig(
+            lowercase=lowercase, pattern=WHITESPACE_PATTERN, max_length=max_length
+        )
+        tok = Tokenizer(tok_cfg)
+        vocab = Vocabulary.build(
+            ([tok.normalize(t) for t in s.tokens] for s in train),
+            min_freq=train_cfg.min_freq,
+            max_size=train_cfg.max_vocab,
+        )
+        tags = sorted({t for s in train for t in s.tags})
+        chars = build_char_vocabulary([s.tokens for s in train]) if char_features else None
+        cfg = ModelConfig(
+            vocab_size=len(vocab),
+            num_labels=len(tags),
+            task="tag",
+            char_vocab_size=len(chars) if chars else 0,
+            **model_cfg,
+        )
+        model = BiLSTMTagger(cfg)
+        apply_vectors(model.embedder.embedding, vocab, train_cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=cfg,
+            train_config=train_cfg,
+            tokenizer=tok_cfg,
+            vocabulary=vocab,
+            labels=tags,
+            task_config={
+                "char_vocabulary": chars.tokens if chars else [],
+                "max_word_length": cfg.max_word_length,
+            },
+            examples=[" ".join(s.tokens) for s in dev[:NUM_EXAMPLES]],
+        )
+
+    base, state = start_or_resume("tag", out, resume, build)
+    assert base.vocabulary is not None and base.tokenizer is not None
+    base = replace(base, train_config=train_cfg)
+    tags, model = base.labels, base.model.to(device)
+    unseen = sorted({t for s in [*train, *dev] for t in s.tags} - set(tags))
     if unseen:
-        raise DataError(f"dev data has tags {unseen} that never occur in the training data")
-    chars = build_char_vocabulary([s.tokens for s in train]) if char_features else None
-    max_word = int(model_cfg.get("max_word_length", 20))
-    encoder = TextEncoder(tok, vocab, chars, max_word)
-    cfg = ModelConfig(
-        vocab_size=len(vocab),
-        num_labels=len(tags),
-        task="tag",
-        char_vocab_size=len(chars) if chars else 0,
-        **model_cfg,
+        raise DataError(f"tags {unseen} occur in the data but not in the training tags")
+    chars = base.task_config.get("char_vocabulary")
+    encoder = TextEncoder(
+        Tokenizer(base.tokenizer),
+        base.vocabulary,
+        Vocabulary(chars) if chars else None,
+        int(base.task_config.get("max_word_length", 20)),
     )
-    model = BiLSTMTagger(cfg).to(device)
     console.print(
-        f"train {len(train)} sentences, dev {len(dev)}, vocabulary {len(vocab)}, "
-        f"{len(chars) if chars else 0} characters, {len(tags)} tags, "
-        f"{parameter_count(model):,} parameters"
+        f"train {len(train)} sentences, dev {len(dev)}, vocabulary "
+        f"{len(base.vocabulary)}, {len(chars) if chars else 0} characters, "
+        f"{len(tags)} tags, {parameter_count(model):,} parameters"
     )
     spec = TagSpec(encoder, {"train": train, "dev": dev}, tags, train_cfg, device)
-    result = fit(model, spec, train_cfg, console)
     summary = {
         "task": "tag",
         "toolkit_version": __version__,
         "data": data_info,
         "train_examples": len(train),
         "dev_examples": len(dev),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "train_seconds": result.seconds,
-        "dev_metrics": result.best_metrics,
     }
-    task_config = {"char_vocabulary": chars.tokens if chars else [], "max_word_length": max_word}
-    ckpt = Checkpoint(
-        model=model.cpu(),
-        model_config=cfg,
-        train_config=train_cfg,
-        tokenizer=tok_cfg,
-        vocabulary=vocab,
-        labels=tags,
-        task_config=task_config,
-        history=result.history,
-        summary=summary,
-        examples=[" ".join(s.tokens) for s in dev[:NUM_EXAMPLES]],
-    )
-    save_checkpoint(ckpt, out)
+    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
     console.print(
-        f"best epoch {result.best_epoch}: dev token accuracy "
-        f"{result.best_metrics['accuracy']:.4f}; saved {out}"
+        f"best epoch {ckpt.summary['best_epoch']}: dev token accuracy "
+        f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
     )
     return ckpt
