@@ -1,0 +1,36 @@
+"""Device selection: clear errors without CUDA, and CUDA parity where a GPU is present."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+
+from bilstm.runtime import BiLSTM, DeviceError
+
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+TEXTS = ["A gorgeous, witty, seductive movie.", "Dull and lifeless.", "", "fine"]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_cuda_request_without_cuda_says_why() -> None:
+    with pytest.raises(DeviceError, match="onnxruntime-gpu|CUDA"):
+        BiLSTM.load("sentiment", device="cuda")
+
+
+def test_auto_uses_what_is_there() -> None:
+    model = BiLSTM.load("sentiment", device="auto", threads=1)
+    expected = "CUDAExecutionProvider" if HAS_CUDA else "CPUExecutionProvider"
+    assert model.providers[0] == expected
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_cuda_matches_cpu() -> None:
+    cpu = BiLSTM.load("sentiment", device="cpu", threads=1).predict(TEXTS)
+    gpu_model = BiLSTM.load("sentiment", device="cuda")
+    assert gpu_model.providers[0] == "CUDAExecutionProvider"
+    gpu = gpu_model.predict(TEXTS)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.label == b.label
+        if a.probabilities is not None and b.probabilities is not None:
+            assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 1e-4
