@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from bilstm.runtime.errors import DeviceError, ModelLoadError
+from bilstm.runtime.model_guard import inspect_model
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ _LEVELS = {
 
 
 def check_model_file(path: Path) -> None:
-    """Refuse paths that cannot be a model before ONNX Runtime sees them."""
+    """Refuse paths that cannot be a model before ONNX Runtime sees them.
+
+    `inspect_model` then walks the file's protobuf structure and refuses one that is not a
+    ModelProto, reads external data from outside its folder, or uses unknown operator domains.
+    """
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file")
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a directory, expected an .onnx file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the file is empty, expected an ONNX model")
+    inspect_model(path)
 
 
 def _installed(dist: str) -> bool:
