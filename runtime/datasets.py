@@ -34,7 +34,12 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(
             f"{path}:{line}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"
         ) from exc
-    return text.splitlines()
+    # Split on LF only (str.splitlines would also split at U+2028, form feeds and others,
+    # which then count as lines that are not in the file); strip one CR of CRLF.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def read_classification(path: Path, skip_bad_lines: bool = False) -> list[LabelledText]:
@@ -92,6 +97,10 @@ def _parse_jsonl(line: str, number: int) -> LabelledText:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{number}: not valid JSON ({exc.msg})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep, numbers too long
+        raise DataError(
+            f"{number}: JSON too deeply nested or with a number too long ({type(exc).__name__})"
+        ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         raise DataError(f'{number}: expected an object with a string "text" and a "label"')
     label = obj.get("label")
@@ -130,6 +139,10 @@ def read_tagged(
         column = CONLLU_COLUMNS[tag_column.lower()]
     else:
         column = int(tag_column) - 1
+        if not 1 <= column <= 9:
+            raise DataError(
+                f"--tag-column {tag_column} is not a CoNLL-U tag column; use 2..10, upos or xpos"
+            )
     sentences: list[TaggedSentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -213,8 +226,12 @@ def read_series(path: Path, columns: list[str] | None = None) -> Series:
     lines = _read_lines(Path(path))
     if not lines:
         raise DataError(f"{path}: is empty, expected a CSV with a header row")
+    csv.field_size_limit(1 << 20)
     reader = csv.reader(lines)
-    header = [h.strip() for h in next(reader)]
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as exc:
+        raise DataError(f"{path}:1: malformed CSV header ({exc})") from None
     wanted = columns if columns is not None else header
     missing = [c for c in wanted if c not in header]
     if missing:
@@ -223,7 +240,14 @@ def read_series(path: Path, columns: list[str] | None = None) -> Series:
     data: dict[str, list[float]] = {c: [] for c in wanted}
     numeric = dict.fromkeys(wanted, True)
     line_numbers: list[int] = []
-    for number, row in enumerate(reader, start=2):
+    rows_iter = enumerate(reader, start=2)
+    while True:
+        try:
+            number, row = next(rows_iter)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(f"{path}: malformed CSV near line {reader.line_num} ({exc})") from None
         if not row or all(not cell.strip() for cell in row):
             continue
         line_numbers.append(number)

@@ -9,6 +9,7 @@ key named.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ FEATURES = "features"
 LOGITS = "logits"
 PROBABILITIES = "probabilities"
 FORECAST = "forecast"
+TEXT = "text"
+"""The string input of standalone models (`bilstm export --with-tokenizer`)."""
 
 # Graph inputs and outputs each task's model must have (char_ids only with char features).
 TASK_INPUTS = {
@@ -60,6 +63,21 @@ def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: st
     return value
 
 
+def _check_pattern(pattern: str) -> None:
+    """The tokenizer pattern must compile and must not match the empty string."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise MetadataError(
+            f"model metadata 'tokenizer.pattern' is not a valid regular expression ({exc})"
+        ) from None
+    if regex.fullmatch("") is not None:
+        raise MetadataError(
+            "model metadata 'tokenizer.pattern' matches the empty string; every token must "
+            "have at least one character"
+        )
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -88,6 +106,8 @@ class ModelMetadata:
     export: dict[str, Any] = field(default_factory=dict)
     """Export settings, parity figures and weight hash, informative."""
     schema_version: int = SCHEMA_VERSION
+    standalone: bool = False
+    """True when the graph takes raw text (`text[batch]` string) and tokenizes it itself."""
 
     def require(self, key: str, kind: type | tuple[type, ...]) -> Any:
         """A `task_config` value, type-checked; raises `MetadataError` naming the key."""
@@ -107,6 +127,8 @@ class ModelMetadata:
             "training": self.training,
             "export": self.export,
         }
+        if self.standalone:
+            doc["standalone"] = True
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -118,6 +140,10 @@ class ModelMetadata:
             raise MetadataError(
                 f"model metadata '{METADATA_KEY}' is not valid JSON: {exc}"
             ) from exc
+        except (RecursionError, ValueError) as exc:  # nesting too deep, numbers too long
+            raise MetadataError(
+                f"model metadata '{METADATA_KEY}' is not usable JSON ({type(exc).__name__})"
+            ) from None
         if not isinstance(doc, dict):
             raise MetadataError(f"model metadata '{METADATA_KEY}' must be a JSON object")
         version = _get(doc, "schema_version", int)
@@ -132,6 +158,8 @@ class ModelMetadata:
         labels = _get(doc, "labels", list)
         if not all(isinstance(x, str) for x in labels):
             raise MetadataError("model metadata 'labels' must be a list of strings")
+        if len(set(labels)) != len(labels):
+            raise MetadataError("model metadata 'labels' has duplicate entries")
         if task in ("classify", "tag") and not labels:
             raise MetadataError("model metadata 'labels' must not be empty for task " + task)
         vocab = _get(doc, "vocabulary", list)
@@ -141,6 +169,8 @@ class ModelMetadata:
                 raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
             if not all(isinstance(x, str) for x in vocab):
                 raise MetadataError("model metadata 'vocabulary' must be a list of strings")
+            if len(set(vocab)) != len(vocab):
+                raise MetadataError("model metadata 'vocabulary' has duplicate entries")
             tok = _get(doc, "tokenizer", dict)
             _get(tok, "lowercase", bool, "tokenizer.")
             _get(tok, "pattern", str, "tokenizer.")
@@ -148,6 +178,7 @@ class ModelMetadata:
             if max_length < 1:
                 raise MetadataError("model metadata 'tokenizer.max_length' must be >= 1")
             tokenizer = TokenizerConfig.from_dict(tok)
+            _check_pattern(tokenizer.pattern)
         task_config = doc.get("task_config", {})
         if not isinstance(task_config, dict):
             raise MetadataError("model metadata 'task_config' must be an object")
@@ -162,4 +193,5 @@ class ModelMetadata:
             training=_get(doc, "training", dict),
             export=_get(doc, "export", dict),
             schema_version=version,
+            standalone=_get(doc, "standalone", bool) if "standalone" in doc else False,
         )

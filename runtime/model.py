@@ -16,7 +16,7 @@ from bilstm.runtime.builtin import resolve_model
 from bilstm.runtime.errors import InputError, MetadataError, ModelLoadError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
-from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
+from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, Optimization, create_session
 from bilstm.runtime.tokenizer import Tokenizer
 from bilstm.runtime.vocab import UNK_ID, Vocabulary
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_TOP_K = 5
-_INT64, _FLOAT = "tensor(int64)", "tensor(float)"
+_INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 
 
 def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
@@ -44,6 +44,8 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
 
 
 def _expected_inputs(meta: ModelMetadata) -> dict[str, str]:
+    if meta.standalone:  # raw text in: the graph tokenizes itself (bilstm export --with-tokenizer)
+        return {md.TEXT: _STRING}
     names = dict.fromkeys(md.TASK_INPUTS[meta.task], _INT64)
     if meta.task == "forecast":
         names[md.FEATURES] = _FLOAT
@@ -143,8 +145,8 @@ class BiLSTM:
             shape = [d if isinstance(d, int) else (2 if i else 1) for i, d in enumerate(spec.shape)]
             if spec.name == md.LENGTHS:
                 shape = [1]
-            dtype = np.float32 if spec.type == _FLOAT else np.int64
-            feeds[spec.name] = np.ones(shape, dtype=dtype)
+            dtype = {_FLOAT: np.float32, _STRING: object}.get(spec.type, np.int64)
+            feeds[spec.name] = np.full(shape, "warm up" if dtype is object else 1, dtype=dtype)
         if md.LENGTHS in feeds:
             feeds[md.LENGTHS][:] = 2
         if md.MASK_POSITIONS in feeds:
@@ -179,7 +181,13 @@ class BiLSTM:
         missing = self._input_names - set(feeds)
         if missing:
             raise InputError(f"missing model inputs {sorted(missing)}")
-        values = self.session.run(self._output_names, feeds)
+        try:
+            values = self.session.run(self._output_names, feeds)
+        except Exception as exc:  # ORT raises its own types (InvalidArgument, Fail, ...)
+            raise InputError(
+                f"{self.path}: ONNX Runtime failed to run the model: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from exc
         return dict(zip(self._output_names, values, strict=True))
 
     def predict_arrays(
@@ -229,13 +237,29 @@ class BiLSTM:
         nonempty = [i for i, t in enumerate(token_lists) if t]
         for batch in length_batches([len(token_lists[i]) for i in nonempty], batch_size):
             rows = [nonempty[b] for b in batch]
-            feeds = enc.batch([token_lists[r] for r in rows])
-            if extra is not None:
-                feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], dtype=np.int64)
+            if self.metadata.standalone:  # raw text in: the graph splits and finds the blank
+                feeds = {md.TEXT: self._standalone_texts([token_lists[r] for r in rows])}
+            else:
+                feeds = enc.batch([token_lists[r] for r in rows])
+                if extra is not None:
+                    feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], np.int64)
             result = self.run(feeds)[md.PROBABILITIES]
             for r, p in zip(rows, result, strict=True):
                 out[r] = p
         return out
+
+    def _standalone_texts(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """Texts for a standalone model: the tokens joined by spaces, which its graph splits
+        back into exactly these tokens (the exportable patterns never match whitespace); the
+        cloze mask becomes the blank again."""
+        split = self._text().split
+        texts = []
+        for tokens in token_lists:
+            text = " ".join(BLANK if t == MASK else t for t in tokens)
+            if split(text) != [BLANK if t == MASK else t for t in tokens]:
+                raise InputError(f"a standalone model cannot take the tokens {list(tokens)[:8]}")
+            texts.append(text)
+        return np.array(texts, dtype=object)
 
     # -- per task --------------------------------------------------------------------------
 

@@ -43,26 +43,36 @@ def iter_lines(source: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES)
     """
     handle = open_input(source)
     number = 0
+    # One read holds at most the limit plus CR, LF and one byte that proves "too long".
+    chunk = max_line_bytes + 3
     try:
-        while raw := handle.readline(max_line_bytes + 2):
+        while raw := handle.readline(chunk):
             number += 1
-            if len(raw) > max_line_bytes and raw.rstrip(b"\r\n") != raw[:max_line_bytes]:
+            ended = raw.endswith(b"\n")
+            if not ended and len(raw) == chunk:
                 # Over the limit: skip the rest of the line in bounded pieces, never hold it.
                 size = len(raw)
-                while not raw.endswith(b"\n") and (raw := handle.readline(1 << 20)):
-                    size += len(raw)
+                while (more := handle.readline(1 << 20)) and not more.endswith(b"\n"):
+                    size += len(more)
+                size += len(more)
                 yield Line(
-                    number, None, f"line is {size} bytes, over --max-line-bytes {max_line_bytes}"
+                    number, None, f"line is over --max-line-bytes {max_line_bytes} ({size} bytes)"
                 )
                 continue
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+            content = raw[:-1] if ended else raw
+            if content.endswith(b"\r"):
+                content = content[:-1]
+            if number == 1 and content.startswith(b"\xef\xbb\xbf"):
+                content = content[3:]
+            if len(content) > max_line_bytes:
+                yield Line(
+                    number,
+                    None,
+                    f"line is over --max-line-bytes {max_line_bytes} ({len(content)} bytes)",
+                )
+                continue
             try:
-                yield Line(number, raw.decode("utf-8"))
+                yield Line(number, content.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 yield Line(number, None, f"not valid UTF-8 (byte {exc.start}: {exc.reason})")
     finally:

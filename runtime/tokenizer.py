@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Any
 
 # Words (letters, digits, underscore) with inner apostrophes kept ("don't", "it's"), or any
@@ -52,8 +53,12 @@ class Tokenizer:
         self._regex = re.compile(self.config.pattern)
 
     def split(self, text: str) -> list[str]:
-        """Tokens of `text` as written (case kept), truncated to `max_length`."""
-        return self._regex.findall(text)[: self.config.max_length]
+        """Tokens of `text` as written (case kept), truncated to `max_length`.
+
+        Matching stops after `max_length` tokens: a huge line costs no more than a long one.
+        """
+        found = islice(self._regex.finditer(text), self.config.max_length)
+        return [m.group() for m in found]
 
     def normalize(self, token: str) -> str:
         """The vocabulary key of a token (lower-cased when `lowercase`)."""
@@ -61,5 +66,5 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """Vocabulary keys of `text`: split, then normalise each token; empty text gives []."""
-        tokens = self._regex.findall(text)[: self.config.max_length]
+        tokens = self.split(text)
         return [t.lower() for t in tokens] if self.config.lowercase else tokens

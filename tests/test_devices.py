@@ -13,7 +13,7 @@ TEXTS = ["A gorgeous, witty, seductive movie.", "Dull and lifeless.", "", "fine"
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
 def test_cuda_request_without_cuda_says_why() -> None:
-    with pytest.raises(DeviceError, match="onnxruntime-gpu|CUDA"):
+    with pytest.raises(DeviceError, match=r"onnxruntime-gpu|CUDA"):
         BiLSTM.load("sentiment", device="cuda")
 
 

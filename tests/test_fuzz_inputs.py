@@ -177,13 +177,6 @@ def test_iter_lines_one_line_per_input_line(
 @example(lines=[b"ab"], crlf=True, trailing=True, bom=False, max_line_bytes=3).via(
     "a CRLF line of max-1 bytes is reported as over the limit"
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader.iter_lines (bounded readline, commit 88d66c9) decides 'over the limit' with "
-    "raw.rstrip(b'\\r\\n') on a read of max+2 bytes: a line whose content ends in CR gains "
-    "an extra empty line after it (the LF is left for the next read), and a CRLF line of "
-    "max-1 bytes is wrongly reported as over the limit",
-)
 def test_iter_lines_at_the_byte_limit(
     lines: list[bytes],
     crlf: bool,
@@ -285,12 +278,6 @@ def test_read_series_parses_or_raises_data_error(
 )
 @example(examples=[("pos", "great\u2028film"), ("neg", "dull")])
 @example(examples=[("pos", "form\x0cfeed")])
-@pytest.mark.xfail(
-    strict=True,
-    reason="datasets._read_lines uses str.splitlines(), which also splits at \\v \\f \\x1c-\\x1e "
-    "\\x85 U+2028 U+2029: one TSV line becomes two and the error names a line that is not in "
-    "the file (split on '\\n' and strip one '\\r' instead)",
-)
 def test_read_classification_keeps_one_example_per_file_line(
     examples: list[tuple[str, str]], tmp_path: Path
 ) -> None:
@@ -302,7 +289,7 @@ def test_read_classification_keeps_one_example_per_file_line(
     ]
 
 
-KNOWN_READER_BUGS = {
+READER_EDGE_CASES = {
     "jsonl deeply nested": (
         "data.jsonl",
         "[" * 100_000 + "\n",
@@ -334,13 +321,12 @@ KNOWN_READER_BUGS = {
 
 @pytest.mark.parametrize(
     ("name", "text", "read", "reason"),
-    list(KNOWN_READER_BUGS.values()),
-    ids=list(KNOWN_READER_BUGS),
+    list(READER_EDGE_CASES.values()),
+    ids=list(READER_EDGE_CASES),
 )
 def test_reader_edge_case_is_a_data_error(
     name: str, text: str, read: Any, reason: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     _parses_or_data_error(lambda: read(path))

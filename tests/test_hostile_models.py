@@ -695,7 +695,7 @@ def test_bad_metadata_on_a_real_exported_model(exported: Path, tmp_path: Path) -
         cli_refuses(path, tmp_path, words)
 
 
-KNOWN_METADATA_BUGS = {
+HOSTILE_METADATA = {
     "deeply nested JSON": (
         "[" * 100_000,
         "metadata.py: json.loads raises RecursionError, not caught as MetadataError",
@@ -720,23 +720,16 @@ KNOWN_METADATA_BUGS = {
 
 
 @pytest.mark.parametrize(
-    ("meta", "reason"), list(KNOWN_METADATA_BUGS.values()), ids=list(KNOWN_METADATA_BUGS)
+    ("meta", "reason"), list(HOSTILE_METADATA.values()), ids=list(HOSTILE_METADATA)
 )
 @needs_onnx
 def test_hostile_metadata_is_a_metadata_error(
     meta: dict[str, Any] | str, reason: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     path = tiny_model(tmp_path / "model.onnx", meta)
     refused(path, kind=MetadataError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model.py: errors of session.run (a model whose vocabulary is larger than its "
-    "embedding table) escape as onnxruntime exceptions, not BiLSTMError; the CLI shows a "
-    "traceback",
-)
 @needs_onnx
 def test_model_failing_at_run_time_is_a_clear_error(tmp_path: Path) -> None:
     path = tiny_model(tmp_path / "model.onnx", metadata_doc(vocabulary=[*VOCAB, "extra"]))
@@ -745,11 +738,6 @@ def test_model_failing_at_run_time_is_a_clear_error(tmp_path: Path) -> None:
         model.predict(["extra"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py only turns BiLSTMError into exit 2; a session.run failure (see above) "
-    "exits 1 with an onnxruntime exception and a traceback",
-)
 @needs_onnx
 def test_run_time_failure_through_cli_has_no_traceback(tmp_path: Path) -> None:
     path = tiny_model(tmp_path / "model.onnx", metadata_doc(vocabulary=[*VOCAB, "extra"]))
