@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from bilstm.export.standalone import STANDALONE_OPSET
 from bilstm.export.verify import FP32_TOLERANCE
 from bilstm.runtime.errors import BiLSTMError
 
@@ -27,7 +28,14 @@ class Quantize(str, Enum):
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder written by bilstm train.")],
     out: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
-    opset: Annotated[int, typer.Option(min=MIN_OPSET, max=MAX_OPSET)] = DEFAULT_OPSET,
+    opset: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_OPSET,
+            max=MAX_OPSET,
+            help=f"ONNX opset (default {DEFAULT_OPSET}; {STANDALONE_OPSET} with --with-tokenizer).",
+        ),
+    ] = None,
     verify: Annotated[bool, typer.Option(help="Check parity with PyTorch (on by default).")] = True,
     tolerance: Annotated[float, typer.Option(help="Max abs difference allowed.")] = FP32_TOLERANCE,
     quantize: Annotated[
@@ -49,6 +57,15 @@ def export(
         float | None,
         typer.Option(help="Max abs difference on probabilities for --quantize/--fp16."),
     ] = None,
+    with_tokenizer: Annotated[
+        bool,
+        typer.Option(
+            "--with-tokenizer",
+            help="Standalone model: the graph takes raw text (string input 'text') and does the "
+            "tokenizer, vocabulary and label lookups itself with ONNX Runtime's built-in "
+            "operators, so any language with ONNX Runtime can use it.",
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug")] = False,
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, verified against PyTorch."""
@@ -69,6 +86,7 @@ def export(
             quantize=quantize.value if quantize else None,
             fp16=fp16,
             variant_tolerance=variant_tolerance,
+            with_tokenizer=with_tokenizer,
         )
     except BiLSTMError as exc:
         if debug:
@@ -84,6 +102,19 @@ def export(
             )
     if report.variant_details is not None:
         _echo_variant(report.precision, report.variant_details, report.variant_parity)
+    if report.standalone is not None and "parity" in report.standalone:
+        sp = report.standalone["parity"]
+        typer.echo(
+            f"standalone: token ids identical to the Python tokenizer on {sp['texts']} texts "
+            f"({sp['tokens']} tokens); probabilities max abs "
+            f"{sp['probabilities_max_abs_vs_id_graph']:.2e} vs the id graph"
+            + (
+                f", {sp['probabilities_max_abs_vs_pytorch']:.2e} vs PyTorch"
+                if "probabilities_max_abs_vs_pytorch" in sp
+                else ""
+            ),
+            err=True,
+        )
     typer.echo(
         f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, {report.precision}) in "
         f"{report.seconds:.2f} s"

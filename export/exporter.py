@@ -40,6 +40,8 @@ class ExportReport:
     """Parity of the int8/fp16 variant with PyTorch (looser tolerance), None for fp32."""
     variant_details: dict[str, Any] | None = None
     """Conversion report of the variant (sizes, op counts, settings), None for fp32."""
+    standalone: dict[str, Any] | None = None
+    """With `with_tokenizer`: the in-graph preprocessing and its parity figures."""
 
 
 def weights_hash(model: onnx.ModelProto) -> str:
@@ -91,12 +93,13 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 def export_checkpoint(
     checkpoint: Path | Checkpoint,
     out: Path,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     verify: bool = True,
     tolerance: float = FP32_TOLERANCE,
     quantize: str | None = None,
     fp16: bool = False,
     variant_tolerance: float | None = None,
+    with_tokenizer: bool = False,
 ) -> ExportReport:
     """Export a `bilstm train` checkpoint (folder or loaded) to `out`.
 
@@ -105,6 +108,9 @@ def export_checkpoint(
     `quantize="int8"` or `fp16=True` then derive that variant from the verified fp32 graph and
     write it instead, checked against PyTorch with `variant_tolerance` on probabilities
     (default `INT8_TOLERANCE`/`FP16_TOLERANCE`, see `bilstm.export.quantize`).
+    `with_tokenizer=True` wraps the graph in its own preprocessing (raw `text` in, labels out;
+    `bilstm.export.standalone`, opset >= 20, the default then) and proves it on raw texts.
+    `opset` defaults to `DEFAULT_OPSET`.
     """
     started = time.perf_counter()
     if quantize is not None and quantize not in ("int8",):
@@ -113,6 +119,16 @@ def export_checkpoint(
         raise ExportError("--quantize int8 and --fp16 exclude each other; choose one")
     precision = "fp16" if fp16 else quantize or "fp32"
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if with_tokenizer:
+        from bilstm.export.standalone import STANDALONE_OPSET, check_supported
+
+        check_supported(ckpt)
+        opset = STANDALONE_OPSET if opset is None else opset
+        if opset < STANDALONE_OPSET:
+            raise ExportError(
+                f"--with-tokenizer needs --opset {STANDALONE_OPSET} or later (StringConcat)"
+            )
+    opset = DEFAULT_OPSET if opset is None else opset
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
     out = Path(out)
@@ -153,7 +169,20 @@ def export_checkpoint(
             "fp32": fp32_info | {"size_bytes": details["size_before"]},
             "quantization" if precision == "int8" else "conversion": details,
         }
-    onnx.helper.set_model_props(model, {md.METADATA_KEY: _metadata(ckpt, export_info).to_json()})
+    standalone: dict[str, Any] | None = None
+    if with_tokenizer:
+        from bilstm.export.standalone import build_standalone, describe, verify_standalone
+
+        core, model = model, build_standalone(ckpt, model)
+        standalone = describe(ckpt, model)
+        if verify:
+            standalone["parity"] = verify_standalone(
+                ckpt, model, core, tolerance, against_pytorch=precision == "fp32"
+            )
+        export_info["standalone"] = standalone
+    meta = _metadata(ckpt, export_info)
+    meta.standalone = with_tokenizer
+    onnx.helper.set_model_props(model, {md.METADATA_KEY: meta.to_json()})
     _save(model, out)
     seconds = time.perf_counter() - started
     log.info("exported %s in %.2f s", out, seconds)
@@ -166,4 +195,5 @@ def export_checkpoint(
         precision=precision,
         variant_parity=variant_parity,
         variant_details=details,
+        standalone=standalone,
     )
