@@ -19,6 +19,7 @@ def test_sentiment_is_shipped_and_loads_by_name() -> None:
     model = BiLSTM.load("sentiment", device="cpu", threads=1)
     assert model.labels == ["negative", "positive"]
     assert model.metadata.training["dev_metrics"]["accuracy"] >= 0.78
+    assert model.metadata.export["precision"] == "fp32"
     assert model.metadata.export["parity"]["max_abs"] <= 1e-5
     good, bad, empty = model.predict(
         [
@@ -40,3 +41,16 @@ def test_bilstm_run_sentiment_on_examples() -> None:
     assert len(out) == len(lines)
     assert out[0]["label"] == "positive" and out[1]["label"] == "negative"
     assert out[2]["label"] is None  # the blank line
+
+
+def test_int8_variant_is_small_and_agrees() -> None:
+    fp32 = BiLSTM.load("sentiment", device="cpu", threads=1)
+    int8 = BiLSTM.load("sentiment-int8", device="cpu", threads=1)
+    export = int8.metadata.export
+    assert export["precision"] == "int8"
+    assert export["parity"]["max_abs"] <= export["parity"]["tolerance"] <= 0.1
+    assert int8.path.stat().st_size * 3 < fp32.path.stat().st_size
+    texts = EXAMPLES.read_text().splitlines()
+    assert [p.label for p in int8.predict(texts)] == [p.label for p in fp32.predict(texts)]
+    # the same input gives bit-identical output run after run
+    assert int8.predict(texts) == int8.predict(texts)
