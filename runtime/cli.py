@@ -215,6 +215,13 @@ def run(
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Lines read, sorted by length and scored at a time.")
     ] = 4096,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="I/N",
+            help="Score only chunks I, I+N, I+2N... (0-based; merge with `bilstm merge`).",
+        ),
+    ] = None,
     on_error: Annotated[
         str, typer.Option(help="record: an error record for a bad line; stop: abort the run.")
     ] = "record",
@@ -254,7 +261,15 @@ def run(
         raise typer.BadParameter(
             f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error"
         )
+    from bilstm.runtime.sharding import parse_shard, select_chunks
+
+    try:
+        shard_of = parse_shard(shard) if shard is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard") from None
     with user_errors(debug), sigterm_raises():
+        if shard_of is not None and Path(input).suffix.lower() in GENERIC_SUFFIXES:
+            raise BiLSTMError("--shard splits text input by chunks; tensor input has none")
         if Path(input).suffix.lower() in GENERIC_SUFFIXES:
             _run_generic(model, Path(input), output, device, device_id, threads, optimization)
             return
@@ -267,6 +282,8 @@ def run(
             optimized_model_path=optimized_model,
             profile_prefix=str(profile) if profile else None,
         )
+        if shard_of is not None and bilstm.task == "forecast":
+            raise BiLSTMError("--shard splits text input by chunks; forecast input has none")
         bilstm.warmup(warmup)
         show = not quiet and sys.stderr.isatty()
         start = time.perf_counter()
@@ -282,7 +299,8 @@ def run(
                     count += 1
             else:
                 with _progress(show) as advance:
-                    for chunk in _chunks(iter_lines(input, max_line_bytes), chunk_size):
+                    chunks = _chunks(iter_lines(input, max_line_bytes), chunk_size)
+                    for chunk in select_chunks(chunks, shard_of):
                         records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
                         bad = [r for r in records if "error" in r]
                         if bad and on_error == "stop":
@@ -426,6 +444,9 @@ def _make_apps() -> tuple[typer.Typer, typer.Typer]:
     umbrella.command("run")(run)
     umbrella.command("eval")(evaluate)
     umbrella.command("info")(info)
+    from bilstm.runtime.sharding import merge
+
+    umbrella.command("merge")(merge)
     for name, text in PLUGIN_HELP.items():
         umbrella.command(
             name,
