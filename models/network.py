@@ -170,8 +170,9 @@ class BiLSTMClassifier(nn.Module):
         return self.output(self.dropout(self.pool(y, final, lengths)))
 
 
-class BiLSTMTagger(nn.Module):
-    """Sequence tagger: logits [batch, time, tags], one label per token."""
+class _TokenModel(nn.Module):
+    """Embedder (+ character features) -> encoder -> dropout -> dense, shared by the
+    per-token heads (tagging) and the blank head (cloze)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -181,6 +182,10 @@ class BiLSTMTagger(nn.Module):
         self.encoder = BiRNNEncoder(cfg, cfg.input_size)
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(cfg.output_size, cfg.num_labels)
+
+
+class BiLSTMTagger(_TokenModel):
+    """Sequence tagger: logits [batch, time, tags], one label per token."""
 
     def forward(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, char_ids: torch.Tensor | None = None
@@ -220,17 +225,8 @@ class BiLSTMForecaster(nn.Module):
         return self.forward_scaled(features, lengths) * self.target_std + self.target_mean
 
 
-class BiLSTMCloze(nn.Module):
+class BiLSTMCloze(_TokenModel):
     """Fill-in-the-blank: logits over the vocabulary for the word at `mask_positions`."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.embedder = TokenEmbedder(cfg)
-        self.encoder = BiRNNEncoder(cfg, cfg.input_size)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.output = nn.Linear(cfg.output_size, cfg.num_labels)
 
     def forward(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, mask_positions: torch.Tensor
