@@ -22,7 +22,9 @@ from bilstm.runtime.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 FP32_TOLERANCE = 1e-5
-"""Max abs difference allowed on logits and probabilities for fp32 exports."""
+"""fp32 exports: every value may differ by at most tolerance * (1 + |reference|), i.e. 1e-5
+absolute near zero and 1e-5 relative for large logits (float32 sums over thousands of terms,
+as in a cloze model's vocabulary-wide output layer, round differently in the two engines)."""
 
 
 @dataclass
@@ -39,8 +41,8 @@ class ParityReport:
 
     @property
     def ok(self) -> bool:
-        """True when every difference is within tolerance."""
-        return self.max_abs <= self.tolerance
+        """True when every difference is within tolerance (see `FP32_TOLERANCE`)."""
+        return all(c["within"] for c in self.cases)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form stored in the model metadata."""
@@ -146,14 +148,16 @@ def _valid(task: str, feeds: dict[str, np.ndarray], value: np.ndarray) -> np.nda
     return value[np.arange(value.shape[1])[None, :] < lens[:, None]]
 
 
-def _compare(name: str, ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
-    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
-    rel = diff / np.maximum(np.abs(ref), 1e-6)
+def _compare(name: str, ref: np.ndarray, got: np.ndarray, tolerance: float) -> dict[str, Any]:
+    ref64 = ref.astype(np.float64)
+    diff = np.abs(ref64 - got.astype(np.float64))
+    rel = diff / np.maximum(np.abs(ref64), 1e-6)
     return {
         "case": name,
         "shape": list(ref.shape),
         "max_abs": float(diff.max(initial=0.0)),
         "max_rel": float(rel.max(initial=0.0)),
+        "within": bool(np.all(diff <= tolerance * (1.0 + np.abs(ref64)))),
     }
 
 
@@ -185,7 +189,10 @@ def check_parity(
         got = dict(zip(names, session.run(names, feeds), strict=True))
         for output, value in ref.items():
             row = _compare(
-                name, _valid(ckpt.task, feeds, value), _valid(ckpt.task, feeds, got[output])
+                name,
+                _valid(ckpt.task, feeds, value),
+                _valid(ckpt.task, feeds, got[output]),
+                tolerance,
             )
             row["output"] = output
             report.cases.append(row)
@@ -200,10 +207,10 @@ def check_parity(
         breaches = [
             f"{c['case']} / {c['output']}: max abs {c['max_abs']:.3e}"
             for c in report.cases
-            if c["max_abs"] > tolerance
+            if not c["within"]
         ]
         raise ParityError(
             f"{onnx_path}: ONNX Runtime differs from PyTorch beyond tolerance "
-            f"{tolerance:g}: " + "; ".join(breaches)
+            f"{tolerance:g} * (1 + |PyTorch value|): " + "; ".join(breaches)
         )
     return report

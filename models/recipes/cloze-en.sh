@@ -12,7 +12,7 @@ for split in train dev; do
 done
 bilstm train cloze \
   --data "$out/cloze-train.txt" --dev "$out/cloze-dev.txt" --out "$out/cloze-en" \
-  --embedding-dim 128 --hidden-size 192 --layers 1 --dropout 0.3 --embedding-dropout 0.1 \
-  --min-freq 3 --max-length 64 --epochs 15 --patience 3 --batch-size 64 --lr 0.002 --seed 13
+  --embedding-dim 128 --hidden-size 160 --layers 1 --dropout 0.3 --embedding-dropout 0.1 \
+  --min-freq 3 --max-length 64 --epochs 4 --patience 2 --batch-size 64 --lr 0.003 --seed 13
 bilstm export "$out/cloze-en" "$out/cloze-en.onnx"
 bilstm eval "$out/cloze-en.onnx" "$out/cloze-dev.txt"
