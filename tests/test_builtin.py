@@ -54,3 +54,26 @@ def test_int8_variant_is_small_and_agrees() -> None:
     assert [p.label for p in int8.predict(texts)] == [p.label for p in fp32.predict(texts)]
     # the same input gives bit-identical output run after run
     assert int8.predict(texts) == int8.predict(texts)
+
+
+def test_every_builtin_model_runs_on_its_example() -> None:
+    """Each shipped model loads by name and gives a sensible answer on examples/."""
+    examples = EXAMPLES.parent
+    pos = BiLSTM.load("pos-en", device="cpu", threads=1)
+    (tags,) = pos.predict(["The cat sat on the mat ."])
+    assert tags.tags == ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
+    assert pos.metadata.training["dev_metrics"]["accuracy"] >= 0.95
+    cloze = BiLSTM.load("cloze-en", device="cpu", threads=1)
+    fills = cloze.predict((examples / "blanks.txt").read_text().splitlines(), top_k=3)
+    assert len(fills) == 5 and all(len(f.candidates) == 3 for f in fills)
+    import numpy as np
+
+    from bilstm.runtime.datasets import read_series
+
+    for name, horizon in (("elecdemand-h1", 1), ("elecdemand-h48", 48)):
+        model = BiLSTM.load(name, device="cpu", threads=1)
+        series = read_series(examples / "demand.csv", model.columns)
+        window = np.stack([series.columns[c][-48:] for c in model.columns], axis=1)
+        (forecast,) = model.predict(window)
+        assert len(forecast.values) == horizon
+        assert all(3.0 < v < 8.0 for v in forecast.values)  # GW, the range of the data

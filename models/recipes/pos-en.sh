@@ -8,6 +8,6 @@ bilstm train tag \
   --data "$data/ud_en_ewt/train.conllu" --dev "$data/ud_en_ewt/dev.conllu" \
   --out "$out/pos-en" --tag-column upos --char-features --word-dropout 0.05 \
   --embedding-dim 100 --hidden-size 128 --layers 2 --dropout 0.3 --embedding-dropout 0.1 \
-  --min-freq 2 --epochs 12 --patience 3 --batch-size 32 --lr 0.002 --seed 13
+  --min-freq 2 --epochs 20 --patience 4 --batch-size 32 --lr 0.002 --seed 13 --threads 1
 bilstm export "$out/pos-en" "$out/pos-en.onnx"
 bilstm eval "$out/pos-en.onnx" "$data/ud_en_ewt/dev.conllu"
