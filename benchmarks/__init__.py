@@ -1,0 +1,1 @@
+"""Benchmarks of the bilstm runtime against PyTorch; run each as `python -m benchmarks.NAME`."""

@@ -1,0 +1,453 @@
+"""Render `benchmarks/RESULTS.md` from the JSON files in `benchmarks/results/`.
+
+    python -m benchmarks.render [--results DIR] [--out FILE]
+
+Hand-written analysis (why a target is missed, what to fix) lives in
+`benchmarks/findings.md` and is appended as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _common as c
+
+ORDER = [
+    "throughput",
+    "latency",
+    "coldstart",
+    "kernels",
+    "memory",
+    "int8",
+    "padding",
+    "export_time",
+    "gpu",
+]
+FINDINGS = c.REPO / "benchmarks" / "findings.md"
+
+
+def fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += [
+        "| " + " | ".join(fmt(v) if not isinstance(v, str) else v for v in row) + " |"
+        for row in rows
+    ]
+    return [*out, ""]
+
+
+def met(ok: bool | None) -> str:
+    return "–" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def provenance(r: dict[str, Any]) -> list[str]:
+    m = r["machine"]
+    git = m.get("git", {})
+    code = f"commit {git.get('commit')}" + (
+        " + uncommitted changes" if git.get("code_dirty") else ""
+    )
+    return [
+        f"Command: `{r['command']}`  ",
+        f"Run {m['date']}, {r['threads']} threads, load average (1/5/15 min) "
+        f"{m['loadavg_start']} at start, {r['loadavg_end']} at end"
+        + (f", run at nice {m['nice']}" if m.get("nice") else "")
+        + f"; {code}.",
+        "",
+    ]
+
+
+def throughput(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    rows = []
+    for label, f in r["files"].items():
+        name = f"{label} ({f['lines']:,} lines)"
+        for kind, key in (
+            ("whole process", "items_per_s_e2e"),
+            ("scoring only", "items_per_s_scoring"),
+        ):
+            rows.append(
+                [
+                    name,
+                    kind,
+                    f["runtime"][key],
+                    f["torch"][key],
+                    f"{fmt(c.ratio(f['runtime'][key], f['torch'][key]))}x",
+                ]
+            )
+        same = f["outputs"]
+        rows.append(
+            [
+                name,
+                "same labels / max prob diff",
+                f"{same['same_label']:,}/{same['lines']:,}",
+                fmt(same["max_prob_diff"], 6),
+                "",
+            ]
+        )
+        ratio = f["ratio_scoring"] or f["ratio_e2e"]
+        summary.append(
+            [
+                f"1. batch scoring, {name}, items/s (scoring only)",
+                f["runtime"]["items_per_s_scoring"],
+                f["torch"]["items_per_s_scoring"],
+                f"{fmt(ratio)}x",
+                f">= {r['target_ratio']}x",
+                met(ratio >= r["target_ratio"]),
+            ]
+        )
+    return table(["file", "measure", "bilstm-run items/s", "PyTorch items/s", "ratio"], rows)
+
+
+def latency(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    k = r["cases"]
+    summary.append(
+        [
+            "2. single request p50 (ms)",
+            k["runtime_predict"]["p50_ms"],
+            k["torch_predict"]["p50_ms"],
+            f"{fmt(r['ratio_p50'])}x",
+            f"<= {r['target_ratio_p50']}x",
+            met(r["ratio_p50"] <= r["target_ratio_p50"]),
+        ]
+    )
+    summary.append(
+        [
+            "2. single request p99 (ms)",
+            k["runtime_predict"]["p99_ms"],
+            k["torch_predict"]["p99_ms"],
+            f"{fmt(r['ratio_p99'])}x",
+            "",
+            "",
+        ]
+    )
+    rows = [[name, v["p50_ms"], v["p99_ms"], v["mean_ms"], v["n"]] for name, v in k.items()]
+    return [
+        f'Request: {r["tokens"]} tokens, "{r["sentence"]}"',
+        "",
+        *table(["case", "p50 ms", "p99 ms", "mean ms", "calls"], rows),
+    ]
+
+
+def coldstart(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    w = r["wall_s"]
+    ok = w["runtime"]["median"] <= r["target_s"] and r["ratio"] <= r["target_ratio"]
+    summary.append(
+        [
+            "3. cold start, one line (s)",
+            w["runtime"]["median"],
+            w["torch"]["median"],
+            f"{fmt(r['ratio'])}x",
+            f"<= {r['target_s']} s and <= {r['target_ratio']}x",
+            met(ok),
+        ]
+    )
+    out = table(
+        ["side", "median s", "min s", "max s", "runs", "peak RSS MiB"],
+        [
+            [k, v["median"], v["min"], v["max"], v["n"], r["max_rss_mib"].get(k)]
+            for k, v in w.items()
+        ],
+    )
+    if "breakdown_wall_s" in r:
+        out += ["What a bare process costs (wall s, median):", ""]
+        out += table(
+            ["command", "median s"], [[k, v["median"]] for k, v in r["breakdown_wall_s"].items()]
+        )
+        out += [
+            "Import time of `bilstm.runtime.cli` by package (`python -X importtime`, "
+            "sum of self times; the CLI's own modules by name):",
+            "",
+        ]
+        out += table(["package", "ms"], [[x["module"], x["self_ms"]] for x in r["slowest_imports"]])
+    return out
+
+
+def kernels(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    g = r["gemm"]
+    out = [
+        f"fp32 GEMM peak of this machine ({g['n']}x{g['n']}, {r['threads']} threads): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in g["gflops"].items())
+        + f" GFLOP/s; peak = **{g['peak_gflops']:.1f} GFLOP/s** ({g['peak_by']}).",
+        "",
+    ]
+    if r.get("openvino_skipped"):
+        out += [f"OpenVINO skipped: {r['openvino_skipped']}.", ""]
+    engines = list(r["configs"][0]["engines"])
+    rows = []
+    for cfg in r["configs"]:
+        for name in engines:
+            e = cfg["engines"][name]
+            rows.append(
+                [
+                    cfg["batch"],
+                    cfg["length"],
+                    name,
+                    e["ms"],
+                    e["gflops"],
+                    f"{100 * e['fraction_of_peak']:.0f}%",
+                    f"{e['speedup_vs_torch']:.2f}x",
+                    f"{e['max_abs_diff_vs_torch']:.1e}",
+                ]
+            )
+    m = r["model"]
+    out.append(
+        f"Model: {m['layers']}-layer BiLSTM, input {m['input_size']}, hidden {m['hidden']}; "
+        f"files fp32 {r['files_bytes']['fp32'] / 2**20:.1f} MiB, int8 "
+        f"{r['files_bytes']['int8'] / 2**20:.1f} MiB."
+    )
+    out.append("")
+    for cfg in r["configs"]:
+        e = cfg["engines"]
+        summary.append(
+            [
+                f"4. kernel b={cfg['batch']} t={cfg['length']} (ms)",
+                e["ort_fp32"]["ms"],
+                e["torch_eager"]["ms"],
+                f"{fmt(e['torch_eager']['ms'] / e['ort_fp32']['ms'])}x faster",
+                "–",
+                "–",
+            ]
+        )
+    return out + table(
+        ["batch", "length", "engine", "ms", "GFLOP/s", "of peak", "vs PyTorch", "max diff"], rows
+    )
+
+
+def memory(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    runs = r["runs"]
+    summary.append(
+        [
+            f"5. peak RSS {runs['small']['lines']:,} -> {runs['large']['lines']:,} lines (MiB)",
+            f"{fmt(runs['small']['max_rss_mib'])} -> {fmt(runs['large']['max_rss_mib'])}",
+            fmt(runs.get("torch_small", {}).get("max_rss_mib")),
+            f"{fmt(r['rss_growth'])}x growth",
+            "flat",
+            met(r["flat"]),
+        ]
+    )
+    out = table(
+        ["run", "lines", "peak RSS MiB", "wall s"],
+        [[k, v["lines"], v["max_rss_mib"], v["wall_s"]] for k, v in runs.items()],
+    )
+    inst = r.get("install")
+    if inst:
+        rt, th = inst["runtime_only"], inst["with_torch"]
+        summary.append(
+            [
+                "5. installed size (site-packages MiB)",
+                rt["site_packages_mib"],
+                th["site_packages_mib"],
+                f"{fmt(c.ratio(rt['site_packages_mib'], th['site_packages_mib']))}x",
+                "–",
+                "–",
+            ]
+        )
+        out += table(
+            ["environment", "pip install", "site-packages MiB", "largest entries"],
+            [
+                [
+                    name,
+                    " ".join(Path(x).name if "/" in x else x for x in v["pip_install"]),
+                    v["site_packages_mib"],
+                    ", ".join(f"{e['name']} {e['mib']}" for e in v["largest"][:4]),
+                ]
+                for name, v in (("runtime only", rt), ("with torch", th))
+            ],
+        )
+    return out
+
+
+def int8(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    m = r["models"]
+    summary.append(
+        [
+            "6. int8 vs fp32 items/s",
+            m["int8"]["items_per_s"],
+            m["fp32"]["items_per_s"],
+            f"{fmt(r['speedup_batch'])}x",
+            "–",
+            "–",
+        ]
+    )
+    summary.append(
+        [
+            "6. int8 accuracy delta",
+            m["int8"]["accuracy"],
+            m["fp32"]["accuracy"],
+            f"{r['accuracy_delta']:+.4f}",
+            "–",
+            "–",
+        ]
+    )
+    rows = [
+        [
+            k,
+            v["file_bytes"] / 2**20,
+            v["items_per_s"],
+            v["p50_ms_single"],
+            v["accuracy"],
+            v["macro_f1"],
+        ]
+        for k, v in m.items()
+    ]
+    return [
+        f"int8 made by: {r['method']}.",
+        "",
+        *table(["model", "file MiB", "items/s", "p50 ms (1 text)", "accuracy", "macro-F1"], rows),
+        f"Labels changed by int8: {r['labels_changed']} of {r['items']}; largest probability "
+        f"change {r['max_prob_diff']:.4f}; file {fmt(r['size_ratio'])}x the fp32 size.",
+        "",
+    ]
+
+
+def padding(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    summary.append(
+        [
+            "7. length bucketing on/off (runtime items/s)",
+            r["cases"]["runtime_bucketed"]["items_per_s"],
+            r["cases"]["runtime_file_order"]["items_per_s"],
+            f"{fmt(r['speedup_bucketing_runtime'])}x",
+            "–",
+            "–",
+        ]
+    )
+    rows = [[k, v["items_per_s"], v["s"]["median"]] for k, v in r["cases"].items()]
+    pf = r["padding_fraction"]
+    return [
+        f"{r['items']:,} texts, {r['tokens']:,} tokens, batch {r['batch_size']}; padded "
+        f"slots: bucketed {pf['bucketed']:.1%}, file order {pf['file_order']:.1%}.",
+        "",
+        *table(["case", "items/s", "median s per pass"], rows),
+    ]
+
+
+def export_time(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    t = r["in_process_s"]
+    if "2_layers" in t:
+        summary.append(
+            [
+                "export, 2-layer model, in process (s)",
+                t["2_layers"]["median"],
+                "",
+                "",
+                "seconds",
+                "–",
+            ]
+        )
+    rows = [[k, v["median"], v["min"], v["max"]] for k, v in t.items()]
+    out = table(["export", "median s", "min s", "max s"], rows)
+    if "cli_2_layers_wall_s" in r:
+        out += [
+            f"`bilstm export` of the 2-layer checkpoint, whole command: "
+            f"{r['cli_2_layers_wall_s']['median']:.2f} s (median wall).",
+            "",
+        ]
+    return out
+
+
+def gpu(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    if "skipped" in r:
+        return [f"Skipped on this machine: {r['skipped']}.", ""]
+    rows = [
+        [
+            k["batch"],
+            k["length"],
+            k["ms"]["ort_cuda"],
+            k["ms"]["torch_cuda"],
+            f"{k['speedup_vs_torch']:.2f}x",
+        ]
+        for k in r["kernel"]
+    ]
+    return [
+        f"GPU: {r['machine'].get('gpu')}",
+        "",
+        *table(["batch", "length", "ORT CUDA ms", "PyTorch CUDA ms", "ORT speed-up"], rows),
+    ]
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[str]]]] = {
+    "throughput": ("1. End-to-end batch scoring: `bilstm-run` vs a PyTorch script", throughput),
+    "latency": ("2. Single-request latency (Python API, warm)", latency),
+    "coldstart": ("3. Cold start: one line, process start to output", coldstart),
+    "kernels": ("4. Kernel efficiency: 2-layer BiLSTM, input 300, hidden 256", kernels),
+    "memory": ("5. Memory: peak RSS and installed size", memory),
+    "int8": ("6. int8 vs fp32, shipped sentiment model", int8),
+    "padding": ("7. Padding waste: length bucketing on vs off", padding),
+    "export_time": ("Export time", export_time),
+    "gpu": ("GPU (CUDA)", gpu),
+}
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    first = next(iter(results.values()))["machine"]
+    v = first["versions"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python -m benchmarks.render` from `benchmarks/results/*.json` (do not edit "
+        "by hand; the analysis at the end comes from `benchmarks/findings.md`). Every comparison "
+        "ran both sides on this machine in the same run, with the same weights and thread count, "
+        "interleaved A, B, A, B; medians and ratios (runtime / PyTorch unless said).",
+        "",
+        f"**Machine**: {first['cpu']}, {first['cores']} cores, {first['memory_gib']} GiB, "
+        f"{first['os']}, Python {first['python']}. Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val)
+        + ".  ",
+        f"**Code measured**: `{first['bilstm_source']}`. Dates: "
+        + ", ".join(sorted({r["machine"]["date"][:10] for r in results.values()}))
+        + ".",
+        "",
+    ]
+    summary: list[list[Any]] = []
+    body: list[str] = []
+    for name in ORDER:
+        if name not in results:
+            continue
+        title, fn = SECTIONS[name]
+        r = results[name]
+        body += [f"## {title}", "", *provenance(r), *fn(r, summary)]
+    lines += ["## Summary", ""]
+    lines += table(["workload", "bilstm runtime", "PyTorch", "ratio", "target", "status"], summary)
+    lines += body
+    if FINDINGS.exists():
+        lines += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__)
+    p.add_argument("--results", type=Path, default=c.RESULTS_DIR)
+    p.add_argument("--out", type=Path, default=c.REPO / "benchmarks" / "RESULTS.md")
+    args = p.parse_args(argv)
+    results = {}
+    for path in sorted(args.results.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and doc.get("benchmark") in SECTIONS:  # others are not ours
+            results[doc["benchmark"]] = doc
+    if not results:
+        print(f"no results in {args.results}", file=sys.stderr)
+        return 1
+    args.out.write_text(render(results), encoding="utf-8")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

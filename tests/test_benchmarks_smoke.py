@@ -1,0 +1,94 @@
+"""Smoke run of every benchmark script on a tiny model built here (real runs are no tests).
+
+Each script runs in-process with `--smoke` (tiny sizes, one round) on a 2-layer model trained
+one epoch on synthetic data, must write its result JSON, and `benchmarks.render` must turn the
+results into a Markdown report. Nothing here reads ../shared or the shipped model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.train
+
+SCRIPTS = {
+    "throughput": ["files"],
+    "latency": ["cases", "ratio_p50"],
+    "coldstart": ["wall_s", "ratio"],
+    "kernels": ["gemm", "configs"],
+    "memory": ["runs", "rss_growth"],
+    "int8": ["models", "method", "accuracy_delta"],
+    "padding": ["padding_fraction", "cases"],
+    "export_time": ["in_process_s"],
+    "gpu": [],
+}
+NEEDS_ASSETS = {"throughput", "latency", "coldstart", "memory", "int8", "padding", "export_time"}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    common = importlib.import_module("benchmarks._common")
+    return common.make_tiny_assets(tmp_path_factory.mktemp("bench"), layers=2)
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-results")
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_script_runs_on_a_tiny_model(name: str, assets: Any, results_dir: Path) -> None:
+    out = results_dir / f"{name}.json"
+    argv = ["--smoke", "--threads", "1", "--out", str(out)]
+    if name in NEEDS_ASSETS:
+        argv += [
+            "--model",
+            str(assets.model),
+            "--checkpoint",
+            str(assets.checkpoint),
+            "--data",
+            str(assets.data),
+        ]
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert module.main(argv) == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["benchmark"] == name and doc["smoke"] is True and doc["threads"] == 1
+    machine = doc["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and machine["date"]
+    assert machine["versions"]["onnxruntime"] and len(machine["loadavg_start"]) == 3
+    assert doc["command"].startswith(f"python -m benchmarks.{name} --smoke")
+    if name == "gpu" and "skipped" in doc:
+        assert doc["skipped"]
+        return
+    for key in SCRIPTS[name]:
+        assert key in doc, f"{name}: no {key!r} in the result"
+
+
+def test_outputs_agree_and_render(results_dir: Path) -> None:
+    """The two sides scored the same lines the same way; the report renders every section."""
+    if not (results_dir / "throughput.json").exists():
+        pytest.skip("the script smoke runs did not run")
+    throughput = json.loads((results_dir / "throughput.json").read_text())
+    for f in throughput["files"].values():
+        assert f["outputs"]["same_label"] == f["outputs"]["lines"] == f["lines"]
+        assert f["outputs"]["max_prob_diff"] < 1e-4
+    render = importlib.import_module("benchmarks.render")
+    report = results_dir / "RESULTS.md"
+    assert render.main(["--results", str(results_dir), "--out", str(report)]) == 0
+    text = report.read_text(encoding="utf-8")
+    assert "## Summary" in text and "**Machine**" in text
+    for title, _ in render.SECTIONS.values():
+        if title.startswith("GPU"):
+            continue
+        assert f"## {title}" in text
