@@ -220,7 +220,7 @@ def kernels(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
                 f"4. kernel b={cfg['batch']} t={cfg['length']} (ms)",
                 e["ort_fp32"]["ms"],
                 e["torch_eager"]["ms"],
-                f"{fmt(e['torch_eager']['ms'] / e['ort_fp32']['ms'])}x faster",
+                f"{fmt(e['torch_eager']['ms'] / e['ort_fp32']['ms'])}x speed",
                 "–",
                 "–",
             ]
