@@ -57,8 +57,12 @@ class Tokenizer:
 
         Matching stops after `max_length` tokens: a huge line costs no more than a long one.
         """
-        found = islice(self._regex.finditer(text), self.config.max_length)
-        return [m.group() for m in found]
+        limit = self.config.max_length
+        # findall is faster for ordinary lines; finditer bounds the work on huge ones. findall
+        # returns groups, not matches, for patterns with capturing groups: those take finditer.
+        if self._regex.groups == 0 and len(text) <= 64 * limit:
+            return self._regex.findall(text)[:limit]
+        return [m.group() for m in islice(self._regex.finditer(text), limit)]
 
     def normalize(self, token: str) -> str:
         """The vocabulary key of a token (lower-cased when `lowercase`)."""
