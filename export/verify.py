@@ -16,8 +16,6 @@ from bilstm.runtime import metadata as md
 from bilstm.runtime.errors import ParityError
 from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, create_session
-from bilstm.runtime.tokenizer import Tokenizer
-from bilstm.runtime.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +66,7 @@ def ragged_batch(
 def text_encoder(ckpt: Checkpoint) -> TextEncoder:
     """The runtime preprocessing of a text checkpoint."""
     assert ckpt.tokenizer is not None and ckpt.vocabulary is not None
-    chars = ckpt.task_config.get("char_vocabulary")
-    return TextEncoder(
-        Tokenizer(ckpt.tokenizer),
-        ckpt.vocabulary,
-        Vocabulary(chars) if chars else None,
-        int(ckpt.task_config.get("max_word_length", 20)),
-    )
+    return TextEncoder.create(ckpt.tokenizer, ckpt.vocabulary, ckpt.task_config)
 
 
 def random_feeds(ckpt: Checkpoint, batch: int, time: int, seed: int) -> dict[str, np.ndarray]:

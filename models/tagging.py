@@ -163,12 +163,7 @@ def train_tagger(
     if unseen:
         raise DataError(f"tags {unseen} occur in the data but not in the training tags")
     chars = base.task_config.get("char_vocabulary")
-    encoder = TextEncoder(
-        Tokenizer(base.tokenizer),
-        base.vocabulary,
-        Vocabulary(chars) if chars else None,
-        int(base.task_config.get("max_word_length", 20)),
-    )
+    encoder = TextEncoder.create(base.tokenizer, base.vocabulary, base.task_config)
     console.print(
         f"train {len(train)} sentences, dev {len(dev)}, vocabulary "
         f"{len(base.vocabulary)}, {len(chars) if chars else 0} characters, "

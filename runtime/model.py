@@ -18,7 +18,6 @@ from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
 from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, Optimization, create_session
-from bilstm.runtime.tokenizer import Tokenizer
 from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -95,12 +94,8 @@ class BiLSTM:
         self._output_names = [o.name for o in session.get_outputs()]
         self._input_names = {i.name for i in session.get_inputs()}
         if metadata.tokenizer is not None:
-            chars = metadata.task_config.get("char_vocabulary")
-            self.encoder = TextEncoder(
-                tokenizer=Tokenizer(metadata.tokenizer),
-                vocabulary=Vocabulary(metadata.vocabulary),
-                chars=Vocabulary(chars) if chars else None,
-                max_word_length=int(metadata.task_config.get("max_word_length", 20)),
+            self.encoder = TextEncoder.create(
+                metadata.tokenizer, metadata.vocabulary, metadata.task_config
             )
         if metadata.task == "forecast":
             self.window = int(metadata.require("window", int))
@@ -330,28 +325,38 @@ class BiLSTM:
 
         Raises `InputError` naming the text (by index) that has no blank or several.
         """
-        token_lists, positions = self.cloze_inputs(texts)
-        for i, pos in enumerate(positions):
-            if pos is None:
-                raise InputError(f"text {i} has no '___' blank to fill")
-        probs = self._text_outputs(token_lists, batch_size, [p or 0 for p in positions])
+        token_lists, positions, problems = self.cloze_inputs(texts)
+        for i, problem in enumerate(problems):
+            if problem is not None:
+                raise InputError(f"text {i}: {problem}")
+        probs = self._text_outputs(token_lists, batch_size, positions)
         return [self.candidates(p, top_k) for p in probs if p is not None]
 
-    def cloze_inputs(self, texts: Sequence[str]) -> tuple[list[list[str]], list[int | None]]:
-        """Tokens with the blank replaced by the mask token, and the blank's position."""
+    def cloze_inputs(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[str]], list[int], list[str | None]]:
+        """Per text: tokens with the blank replaced by the mask token (empty when there is no
+        usable blank), the blank's position, and what is wrong with the text (None if fine)."""
         token_lists: list[list[str]] = []
-        positions: list[int | None] = []
-        for i, text in enumerate(texts):
-            toks = self._text().split(text)
+        positions: list[int] = []
+        problems: list[str | None] = []
+        for toks in self.tokens(texts):
             try:
                 pos = blank_position(toks)
             except ValueError as exc:
-                raise InputError(f"text {i}: {exc}") from None
-            if pos is not None:
-                toks[pos] = MASK
-            token_lists.append(toks if pos is not None else [])
+                pos, problem = None, str(exc)
+            else:
+                problem = "no '___' blank to fill (write it as a separate word)"
+            if pos is None:
+                token_lists.append([])
+                positions.append(0)
+                problems.append(problem)
+                continue
+            toks[pos] = MASK
+            token_lists.append(toks)
             positions.append(pos)
-        return token_lists, positions
+            problems.append(None)
+        return token_lists, positions, problems
 
     def candidates(self, probs: np.ndarray, top_k: int) -> ClozePrediction:
         """The top-k real words of a probability row over the vocabulary."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from bilstm.runtime.batching import pad_batch
-from bilstm.runtime.tokenizer import Tokenizer
+from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
 from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
 
 MASK = "<mask>"
@@ -24,6 +25,23 @@ class TextEncoder:
     chars: Vocabulary | None = None
     """Character vocabulary of the character CNN (tagging), or None."""
     max_word_length: int = 20
+
+    @classmethod
+    def create(
+        cls,
+        tokenizer: TokenizerConfig,
+        vocabulary: Vocabulary | Sequence[str],
+        task_config: dict[str, Any],
+    ) -> TextEncoder:
+        """The encoder of a model from its stored settings (metadata or checkpoint)."""
+        chars = task_config.get("char_vocabulary")
+        vocab = vocabulary if isinstance(vocabulary, Vocabulary) else Vocabulary(vocabulary)
+        return cls(
+            Tokenizer(tokenizer),
+            vocab,
+            Vocabulary(chars) if chars else None,
+            int(task_config.get("max_word_length", 20)),
+        )
 
     def split(self, text: str) -> list[str]:
         """Tokens as written (case kept)."""
