@@ -9,7 +9,6 @@ import numpy as np
 
 from bilstm.runtime.errors import InputError
 from bilstm.runtime.model import BiLSTM
-from bilstm.runtime.preprocess import MASK, blank_position
 from bilstm.runtime.reader import Line
 from bilstm.runtime.series import window_starts
 
@@ -84,24 +83,7 @@ def text_records(
 def _cloze_records(
     model: BiLSTM, lines: Sequence[Line], texts: Sequence[str], batch_size: int, top_k: int
 ) -> list[dict[str, Any]]:
-    token_lists: list[list[str]] = []
-    positions: list[int] = []
-    errors: dict[int, str] = {}
-    for i, text in enumerate(texts):
-        toks = model.tokens([text])[0]
-        try:
-            pos = blank_position(toks)
-        except ValueError as exc:
-            errors[i] = str(exc)
-            pos = None
-        if pos is None:
-            errors.setdefault(i, "no '___' blank to fill (write it as a separate word)")
-            token_lists.append([])
-            positions.append(0)
-            continue
-        toks[pos] = MASK
-        token_lists.append(toks)
-        positions.append(pos)
+    token_lists, positions, problems = model.cloze_inputs(texts)
     probs = model._text_outputs(token_lists, batch_size, positions)
     records: list[dict[str, Any]] = []
     for i, (ln, p) in enumerate(zip(lines, probs, strict=True)):
@@ -109,7 +91,7 @@ def _cloze_records(
             if ln.text is not None and not ln.text.strip():
                 records.append({"line": ln.number, "word": None, "candidates": []})
             else:
-                records.append({"line": ln.number, "error": errors.get(i, "no tokens")})
+                records.append({"line": ln.number, "error": problems[i] or "no tokens"})
             continue
         cands = model.candidates(p, top_k).candidates
         records.append(
