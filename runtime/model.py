@@ -27,6 +27,18 @@ DEFAULT_TOP_K = 5
 _INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 
 
+# Batches at least this large run through I/O binding on CUDA; measured in benchmarks/gpu.py.
+IO_BINDING_MIN_BATCH = 256
+
+
+def _cuda_device_id(session: ort.InferenceSession) -> int | None:
+    """The CUDA device the session runs on, or None for a CPU session."""
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return None
+    options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    return int(options.get("device_id", 0))
+
+
 def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
     """The bilstm metadata document of an open session, validated."""
     props = session.get_modelmeta().custom_metadata_map
@@ -92,6 +104,9 @@ class BiLSTM:
         self.labels = list(metadata.labels)
         self.encoder: TextEncoder | None = None
         self._output_names = [o.name for o in session.get_outputs()]
+        cuda = _cuda_device_id(session)
+        self._binding_device = None if cuda is None else ("cuda", cuda)
+        self.io_binding_min_batch: int | None = IO_BINDING_MIN_BATCH
         self._input_names = {i.name for i in session.get_inputs()}
         if metadata.tokenizer is not None:
             self.encoder = TextEncoder.create(
@@ -171,19 +186,55 @@ class BiLSTM:
 
     # -- low level -------------------------------------------------------------------------
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph on prepared arrays (names as in `session.get_inputs()`); all outputs."""
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the graph on prepared arrays (names as in `session.get_inputs()`).
+
+        Returns the named `outputs` (default: all). On CUDA, batches of at least
+        `self.io_binding_min_batch` rows (None: never) go through I/O binding.
+        """
         missing = self._input_names - set(feeds)
         if missing:
             raise InputError(f"missing model inputs {sorted(missing)}")
+        names = self._output_names if outputs is None else list(outputs)
         try:
-            values = self.session.run(self._output_names, feeds)
+            if self._binds(feeds):
+                values = self._run_bound(feeds, names)
+            else:
+                values = self.session.run(names, feeds)
         except Exception as exc:  # ORT raises its own types (InvalidArgument, Fail, ...)
             raise InputError(
                 f"{self.path}: ONNX Runtime failed to run the model: "
                 f"{' '.join(str(exc).split())[:300]}"
             ) from exc
-        return dict(zip(self._output_names, values, strict=True))
+        return dict(zip(names, values, strict=True))
+
+    def _binds(self, feeds: dict[str, np.ndarray]) -> bool:
+        if self._binding_device is None or self.io_binding_min_batch is None:
+            return False
+        rows = next(iter(feeds.values())).shape[0] if feeds else 0
+        return bool(rows >= self.io_binding_min_batch)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        """One run through I/O binding: tensors copied to the GPU once up front, `lengths`
+        left in host memory (the CUDA LSTM reads `sequence_lens` from the host, so a GPU
+        copy would travel back), outputs kept on the GPU and only the requested ones copied
+        out. A fresh binding per call keeps `run` thread-safe."""
+        binding = self.session.io_binding()
+        assert self._binding_device is not None
+        kind, device = self._binding_device
+        for name, value in feeds.items():
+            if name == md.LENGTHS or value.dtype == object:
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(
+                    name, ort.OrtValue.ortvalue_from_numpy(value, kind, device)
+                )
+        for name in names:
+            binding.bind_output(name, kind, device)
+        self.session.run_with_iobinding(binding)
+        return list(binding.copy_outputs_to_cpu())
 
     def predict_arrays(
         self, input_ids: np.ndarray, lengths: np.ndarray, **extra: np.ndarray
@@ -238,7 +289,7 @@ class BiLSTM:
                 feeds = enc.batch([token_lists[r] for r in rows])
                 if extra is not None:
                     feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], np.int64)
-            result = self.run(feeds)[md.PROBABILITIES]
+            result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
             for r, p in zip(rows, result, strict=True):
                 out[r] = p
         return out
@@ -389,7 +440,7 @@ class BiLSTM:
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size]
             lens = np.full(len(chunk), chunk.shape[1], dtype=np.int64)
-            values = self.run({md.FEATURES: chunk, md.LENGTHS: lens})[md.FORECAST]
+            values = self.run({md.FEATURES: chunk, md.LENGTHS: lens}, [md.FORECAST])[md.FORECAST]
             out.extend(Forecast(values=[float(v) for v in row]) for row in values)
         return out
 

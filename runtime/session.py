@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+import contextlib
 import logging
+import sys
 from enum import Enum
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def check_model_file(path: Path) -> None:
 
 
 def _installed(dist: str) -> bool:
+    import importlib.metadata  # only for diagnostics; its import costs ~20 ms of cold start
+
     try:
         importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -79,6 +82,25 @@ def _cuda_unavailable_reason() -> str:
             "CPU one: pip uninstall -y onnxruntime && pip install 'bilstm[gpu]'"
         )
     return f"ONNX Runtime offers only {ort.get_available_providers()}"
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the `nvidia-*` pip packages if they are there.
+
+    `pip install onnxruntime-gpu[cuda,cudnn]` puts the libraries in site-packages, where the
+    dynamic loader does not look; without this the CUDA provider fails to start unless
+    LD_LIBRARY_PATH names them (or torch was imported first). Libraries the loader already
+    finds are used as they are; a failure here is left for the provider check to report.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is None:
+        return
+    try:
+        # It prints its diagnostics; stdout carries results, so they go to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            preload()
+    except (OSError, RuntimeError, ValueError) as exc:  # the provider check reports it
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def create_session(
@@ -117,6 +139,7 @@ def create_session(
         raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
     providers: list[str | tuple[str, dict[str, object]]] = [CPU]
     if want_cuda:
+        _preload_cuda_libraries()
         providers = [(CUDA, {"device_id": device_id}), CPU]
 
     try:
