@@ -365,21 +365,107 @@ def export_time(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
 def gpu(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     if "skipped" in r:
         return [f"Skipped on this machine: {r['skipped']}.", ""]
-    rows = [
-        [
-            k["batch"],
-            k["length"],
-            k["ms"]["ort_cuda"],
-            k["ms"]["torch_cuda"],
-            f"{k['speedup_vs_torch']:.2f}x",
-        ]
-        for k in r["kernel"]
-    ]
-    return [
-        f"GPU: {r['machine'].get('gpu')}",
+    m = r["machine"]
+    v = m["versions"]
+    out = [
+        f"GPU: {m.get('gpu')}; host CPU {m['cpu']} ({m['cores']} cores); onnxruntime-gpu "
+        f"{v.get('onnxruntime-gpu')}, torch {v.get('torch')}; PyTorch cuDNN TF32 "
+        f"{fmt(m.get('torch_cudnn_allow_tf32'))}, matmul TF32 "
+        f"{fmt(m.get('torch_matmul_allow_tf32'))}; {m['date']}.",
         "",
-        *table(["batch", "length", "ORT CUDA ms", "PyTorch CUDA ms", "ORT speed-up"], rows),
     ]
+    for name in ("parity", "kernel", "binding", "scoring"):
+        section = r.get(name)
+        if isinstance(section, dict):  # failed or skipped: say so rather than drop it
+            out += [f"{name}: {section.get('failed') or section.get('skipped')}", ""]
+    if isinstance(r.get("parity"), list):
+        out += [
+            "Parity on CUDA vs PyTorch fp32 on the CPU (ragged random batches up to 512 rows "
+            "and the checkpoint's dev examples); scaled = |diff| / (1 + |value|):",
+            "",
+            *table(
+                ["model", "variant", "CUDA options", "output", "max abs diff", "max scaled"],
+                [
+                    [
+                        p["model"],
+                        p["variant"],
+                        p["cuda_options"],
+                        o,
+                        f"{d['max_abs']:.1e}",
+                        f"{d['max_scaled']:.1e}",
+                    ]
+                    for p in r["parity"]
+                    for o, d in p["outputs"].items()
+                ],
+            ),
+        ]
+    if isinstance(r.get("kernel"), list):
+        rows = [
+            [
+                k["batch"],
+                k["length"],
+                k["ms"]["ort_fp32"],
+                k["ms"]["torch_fp32"],
+                f"{k['speedup_vs_torch']['fp32']:.2f}x",
+                k["ms"]["ort_fp16"],
+                k["ms"]["torch_fp16"],
+                f"{k['speedup_vs_torch']['fp16']:.2f}x",
+                f"{k['max_abs_diff_vs_torch']['fp32']:.1e} / "
+                f"{k['max_abs_diff_vs_torch']['fp16']:.1e}",
+            ]
+            for k in r["kernel"]
+        ]
+        out += [
+            "Kernel (2-layer BiLSTM, input 300, hidden 256), ms per call; speed-up = PyTorch "
+            "time / ORT time:",
+            "",
+            *table(
+                [
+                    "batch",
+                    "length",
+                    "ORT fp32",
+                    "PyTorch fp32",
+                    "speed-up",
+                    "ORT fp16",
+                    "PyTorch fp16",
+                    "speed-up",
+                    "max diff fp32 / fp16",
+                ],
+                rows,
+            ),
+        ]
+    if isinstance(r.get("binding"), list):
+        out += [
+            "`BiLSTM.run` on the shipped sentiment model, I/O binding off vs on (ms per call):",
+            "",
+            *table(
+                ["batch", "session.run", "I/O binding", "binding speed-up"],
+                [
+                    [b["batch"], b["ms"]["plain"], b["ms"]["bound"], f"{b['bound_speedup']:.2f}x"]
+                    for b in r["binding"]
+                ],
+            ),
+        ]
+    if isinstance(r.get("scoring"), list):
+        out += [
+            "End-to-end scoring (`predict` on CUDA vs the PyTorch checkpoint on CUDA, same "
+            "tokenizer and batches), items/s:",
+            "",
+            *table(
+                ["batch size", "texts", "runtime CUDA", "PyTorch CUDA", "ratio"],
+                [
+                    [
+                        s["batch_size"],
+                        s["items"],
+                        s["items_per_s"]["runtime_cuda"],
+                        s["items_per_s"]["torch_cuda"],
+                        f"{s['ratio']:.2f}x",
+                    ]
+                    for s in r["scoring"]
+                ],
+            ),
+        ]
+    return out
 
 
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[str]]]] = {
