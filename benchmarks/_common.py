@@ -55,6 +55,8 @@ def versions() -> dict[str, str | None]:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[dist] = None
+    # the `onnxruntime` module also comes from the onnxruntime-gpu wheel
+    out["onnxruntime"] = out["onnxruntime"] or out["onnxruntime-gpu"]
     return out
 
 

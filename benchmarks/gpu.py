@@ -9,8 +9,8 @@ works offline. Without them it writes a result saying why it skipped and exits 0
   (cuDNN), with the largest output difference of each pair;
 - binding: `BiLSTM.run` on the shipped sentiment model with I/O binding off and on, per batch
   size (this sets `IO_BINDING_MIN_BATCH`);
-- scoring: texts of the data with `BiLSTM.load(device="cuda").predict` vs the PyTorch
-  checkpoint on CUDA doing the same batches, per batch size;
+- scoring: texts of the data with `BiLSTM.load(device="cuda").predict` (TF32 off, the
+  default, and on) vs the PyTorch checkpoint on CUDA doing the same batches, per batch size;
 - parity: each checkpoint given with --parity (fp32 and fp16 exports) on CUDA vs PyTorch fp32
   on the CPU: ragged random batches and the checkpoint's dev examples, with ONNX Runtime's
   default CUDA options and with TF32 off.
@@ -212,6 +212,7 @@ def scoring(args: Any, assets: c.Assets) -> list[dict[str, Any]]:
     from bilstm.runtime.tokenizer import Tokenizer
 
     model = BiLSTM.load(assets.model, device="cuda")
+    fast = BiLSTM.load(assets.model, device="cuda", tf32=True)
     ckpt = load_checkpoint(assets.checkpoint)
     net = ckpt.model.eval().cuda()
     tokenize, encode = Tokenizer(ckpt.tokenizer).tokenize, ckpt.vocabulary.encode
@@ -233,6 +234,7 @@ def scoring(args: Any, assets: c.Assets) -> list[dict[str, Any]]:
 
         cases = {
             "runtime_cuda": lambda size=size: model.predict(texts, batch_size=size),
+            "runtime_cuda_tf32": lambda size=size: fast.predict(texts, batch_size=size),
             "torch_cuda": torch_score,
         }
         for fn in cases.values():

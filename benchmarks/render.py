@@ -452,12 +452,20 @@ def gpu(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
             "tokenizer and batches), items/s:",
             "",
             *table(
-                ["batch size", "texts", "runtime CUDA", "PyTorch CUDA", "ratio"],
+                [
+                    "batch size",
+                    "texts",
+                    "runtime CUDA",
+                    "runtime CUDA, TF32",
+                    "PyTorch CUDA",
+                    "ratio",
+                ],
                 [
                     [
                         s["batch_size"],
                         s["items"],
                         s["items_per_s"]["runtime_cuda"],
+                        s["items_per_s"].get("runtime_cuda_tf32"),
                         s["items_per_s"]["torch_cuda"],
                         f"{s['ratio']:.2f}x",
                     ]

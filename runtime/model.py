@@ -27,8 +27,11 @@ DEFAULT_TOP_K = 5
 _INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 
 
-# Batches at least this large run through I/O binding on CUDA; measured in benchmarks/gpu.py.
-IO_BINDING_MIN_BATCH = 256
+# Batches at least this large run through I/O binding on CUDA (None: never). Off by default:
+# on an H200 it was 0.91-0.99x the speed of session.run at batch 16-4096 for the shipped
+# sentiment model (benchmarks/RESULTS.md, GPU section), since session.run copies each input
+# once as well and the outputs are small. Apps can turn it on per model.
+IO_BINDING_MIN_BATCH: int | None = None
 
 
 def _cuda_device_id(session: ort.InferenceSession) -> int | None:
@@ -128,11 +131,14 @@ class BiLSTM:
         optimization: Optimization | str = Optimization.all,
         optimized_model_path: Path | None = None,
         profile_prefix: str | None = None,
+        tf32: bool = False,
     ) -> BiLSTM:
         """Open a `.onnx` path or a built-in model name (e.g. "sentiment").
 
         `device` is `auto|cpu|cuda`; `threads` the intra-op thread count (None: ONNX Runtime's
-        default). Raises `ModelLoadError`/`MetadataError`/`DeviceError` with the reason.
+        default); `tf32=True` lets CUDA use TF32 for fp32 products (up to about 2e-2 off
+        PyTorch's fp32 logits; off by default). Raises `ModelLoadError`/`MetadataError`/
+        `DeviceError` with the reason.
         """
         path = resolve_model(model)
         session = create_session(
@@ -143,6 +149,7 @@ class BiLSTM:
             optimization=Optimization(optimization),
             optimized_model_path=optimized_model_path,
             profile_prefix=profile_prefix,
+            tf32=tf32,
         )
         meta = read_metadata(session, path)
         _check_io(session, meta, path)

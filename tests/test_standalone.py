@@ -27,7 +27,7 @@ from bilstm.models.checkpoint import Checkpoint  # noqa: E402
 from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
 from bilstm.models.network import build_model  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
-from bilstm.runtime.errors import ExportError, InputError  # noqa: E402
+from bilstm.runtime.errors import DeviceError, ExportError, InputError  # noqa: E402
 from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
 from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, build_char_vocabulary  # noqa: E402
 from bilstm.runtime.tokenizer import (  # noqa: E402
@@ -238,10 +238,27 @@ def test_classify_end_to_end(classify_model, tmp_path: Path) -> None:  # type: i
     data.write_text("\n".join([*texts, "Ünïcödé, CASING; punctuation..."]) + "\n", "utf-8")
     records = []
     for model in (ids_path, path):
-        result = CliRunner().invoke(single, [str(model), str(data), "--quiet"])
+        # the same device for both: records are compared to the last digit
+        args = [str(model), str(data), "--quiet", "--device", "cpu"]
+        result = CliRunner().invoke(single, args)
         assert result.exit_code == 0, result.output
         records.append([json.loads(line) for line in result.stdout.splitlines()])
     assert records[0] == records[1]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="needs onnxruntime-gpu and a CUDA GPU",
+)
+def test_text_in_models_run_on_cpu_under_auto_and_refuse_cuda(classify_model) -> None:  # type: ignore[no-untyped-def]
+    """ORT cannot copy string tensors to the GPU: auto falls back to CPU, cuda says why."""
+    _, path, _ = classify_model
+    model = BiLSTM.load(path, device="auto")
+    assert model.providers == ["CPUExecutionProvider"]
+    assert model.classify(["A gorgeous, witty movie."])[0].label in model.labels
+    with pytest.raises(DeviceError, match="with-tokenizer"):
+        BiLSTM.load(path, device="cuda")
 
 
 def test_tag_end_to_end(tmp_path: Path) -> None:
