@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,53 @@ def atomic_output(path: Path | None) -> Iterator[TextIO]:
         os.fsync(handle.fileno())
 
 
+_CLASSIFY_KEYS = ("line", "label", "probabilities")
+_MAX_CACHED_STRINGS = 1024
+
+
+class _JsonLine:
+    """`json.dumps(record, ensure_ascii=False)`, about twice as fast for classify records.
+
+    Most of what `bilstm-run` writes is `{"line": int, "label": str | None, "probabilities":
+    {str: float} | None}`, whose strings are the model's few labels. Their JSON forms are cached
+    and the line is joined from them and the numbers' repr, which is what json writes for an
+    int and a finite float. Any other record, or a value of another type (bool, NaN, a float
+    subclass), is written by json itself, so the output is the same bytes either way.
+    """
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(ensure_ascii=False).encode
+        self._quoted: dict[str, str] = {}
+
+    def _quote(self, text: str) -> str:
+        quoted = self._quoted.get(text)
+        if quoted is None:
+            quoted = self._encode(text)
+            if len(self._quoted) < _MAX_CACHED_STRINGS:
+                self._quoted[text] = quoted
+        return quoted
+
+    def __call__(self, record: dict[str, Any]) -> str:
+        if tuple(record) != _CLASSIFY_KEYS:
+            return self._encode(record)
+        line, label, probs = record.values()
+        if type(line) is not int or not (label is None or type(label) is str):
+            return self._encode(record)
+        if probs is None:
+            probs_json = "null"
+        elif type(probs) is dict:
+            parts = []
+            for key, value in probs.items():
+                if type(key) is not str or type(value) is not float or not math.isfinite(value):
+                    return self._encode(record)
+                parts.append(f"{self._quote(key)}: {value!r}")
+            probs_json = "{" + ", ".join(parts) + "}"
+        else:
+            return self._encode(record)
+        label_json = "null" if label is None else self._quote(label)
+        return f'{{"line": {line}, "label": {label_json}, "probabilities": {probs_json}}}'
+
+
 class RecordWriter:
     """Writes result records as JSON lines or as TSV with a header row."""
 
@@ -48,13 +96,14 @@ class RecordWriter:
         self.fmt = Format(fmt)
         self.columns = list(columns)
         self._rows: list[list[str]] = []
+        self._json = _JsonLine()
         if self.fmt is Format.tsv:
             handle.write("\t".join(self.columns) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one record (table rows are buffered until `flush`)."""
         if self.fmt is Format.jsonl:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(self._json(record) + "\n")
         elif self.fmt is Format.tsv:
             self.handle.write("\t".join(tsv_cells(record, self.columns)) + "\n")
         else:
