@@ -18,7 +18,15 @@ from bilstm.runtime.errors import (
 )
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
-from bilstm.runtime.version import __version__
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":  # looked up on demand: see bilstm.runtime.version
+        from bilstm.runtime import version
+
+        return str(version.__version__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BiLSTM",

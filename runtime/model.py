@@ -343,10 +343,11 @@ class BiLSTM:
             if p is None:
                 out.append(ClassPrediction(label=None, probabilities=None, num_tokens=0))
                 continue
+            values = p.tolist()  # one C call instead of a float() per class
             out.append(
                 ClassPrediction(
-                    label=self.labels[int(np.argmax(p))],
-                    probabilities={lab: float(v) for lab, v in zip(self.labels, p, strict=True)},
+                    label=self.labels[values.index(max(values))],  # first maximum, as argmax
+                    probabilities=dict(zip(self.labels, values, strict=True)),
                     num_tokens=len(toks),
                 )
             )

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+from functools import cache
 
-try:
-    __version__ = importlib.metadata.version("bilstm")
-except importlib.metadata.PackageNotFoundError:  # running from a source tree, not installed
-    __version__ = "0.0.0+unknown"
+
+@cache
+def _installed_version() -> str:
+    # importlib.metadata costs about 20 ms of import; the runtime's hot start never needs it
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("bilstm")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
