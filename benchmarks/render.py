@@ -25,6 +25,7 @@ ORDER = [
     "memory",
     "int8",
     "padding",
+    "overlap",
     "export_time",
     "gpu",
 ]
@@ -338,6 +339,23 @@ def padding(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     ]
 
 
+def overlap(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    rows = [
+        [
+            threads,
+            v["items_per_s"]["serial"],
+            v["items_per_s"]["overlapped"],
+            f"{fmt(v['speedup'])}x",
+        ]
+        for threads, v in r["by_threads"].items()
+    ]
+    return [
+        f"{r['texts']:,} texts in chunks of {r['chunk']:,}; items/s through the Python API.",
+        "",
+        *table(["ORT threads", "serial", "overlapped", "speed-up"], rows),
+    ]
+
+
 def export_time(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     t = r["in_process_s"]
     if "2_layers" in t:
@@ -484,6 +502,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[
     "memory": ("5. Memory: peak RSS and installed size", memory),
     "int8": ("6. int8 vs fp32, shipped sentiment model", int8),
     "padding": ("7. Padding waste: length bucketing on vs off", padding),
+    "overlap": ("Overlapping preparation with inference", overlap),
     "export_time": ("Export time", export_time),
     "gpu": ("GPU (CUDA)", gpu),
 }

@@ -30,10 +30,20 @@ SCRIPTS = {
     "memory": ["runs", "rss_growth"],
     "int8": ["models", "method", "accuracy_delta"],
     "padding": ["padding_fraction", "cases"],
+    "overlap": ["by_threads"],
     "export_time": ["in_process_s"],
     "gpu": [],
 }
-NEEDS_ASSETS = {"throughput", "latency", "coldstart", "memory", "int8", "padding", "export_time"}
+NEEDS_ASSETS = {
+    "throughput",
+    "latency",
+    "coldstart",
+    "memory",
+    "int8",
+    "padding",
+    "overlap",
+    "export_time",
+}
 
 
 @pytest.fixture(scope="module")
