@@ -189,9 +189,37 @@ def save(
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         **data,
     }
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(scrub_paths(doc), indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
     return out
+
+
+def scrub_paths(value: Any) -> Any:
+    """The document with this machine's absolute paths replaced by placeholders.
+
+    Results are committed; they name files relative to the repo (`<repo>`), the temp folder
+    (`<tmp>`) or the Python environment (`<python>`), never where this machine keeps them.
+    """
+    places = sorted(
+        [
+            (str(REPO), "<repo>"),
+            (os.path.realpath(tempfile.gettempdir()), "<tmp>"),
+            (tempfile.gettempdir(), "<tmp>"),
+            (sys.prefix, "<python>"),
+            (os.path.expanduser("~"), "~"),
+        ],
+        key=lambda pair: -len(pair[0]),
+    )
+    if isinstance(value, str):
+        for path, name in places:
+            if len(path) > 1:
+                value = value.replace(path, name)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v) for v in value]
+    return value
 
 
 # -- statistics and timing ---------------------------------------------------------------------

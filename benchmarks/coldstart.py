@@ -30,7 +30,6 @@ IMPORTS = {
     "import onnxruntime": "import onnxruntime",
     "import typer": "import typer",
     "import bilstm.runtime.cli": "import bilstm.runtime.cli",
-    "import typer._adapters (pydantic)": "import typer._adapters",
     "import torch": "import torch",
 }
 API_ONE_LINE = (

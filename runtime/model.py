@@ -28,9 +28,9 @@ _INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 
 
 # Batches at least this large run through I/O binding on CUDA (None: never). Off by default:
-# on an H200 it was 0.91-0.99x the speed of session.run at batch 16-4096 for the shipped
-# sentiment model (benchmarks/RESULTS.md, GPU section), since session.run copies each input
-# once as well and the outputs are small. Apps can turn it on per model.
+# on an H200 it was 0.91-1.10x the speed of session.run at batch 16-4096 for the shipped
+# sentiment model over two runs (benchmarks/RESULTS.md, GPU section), since session.run also
+# copies each input once and the outputs are small. Apps can turn it on per model.
 IO_BINDING_MIN_BATCH: int | None = None
 
 
