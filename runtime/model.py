@@ -15,9 +15,10 @@ from bilstm.runtime.batching import length_batches
 from bilstm.runtime.builtin import resolve_model
 from bilstm.runtime.errors import InputError, MetadataError, ModelLoadError
 from bilstm.runtime.metadata import ModelMetadata
+from bilstm.runtime.model_guard import ModelSummary
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
 from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, blank_position
-from bilstm.runtime.session import Device, Optimization, create_session
+from bilstm.runtime.session import Device, Optimization, check_model_file, create_session
 from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,23 @@ def _check_io(session: ort.InferenceSession, meta: ModelMetadata, path: Path) ->
         )
 
 
+def _check_tables(summary: ModelSummary, meta: ModelMetadata, path: Path) -> None:
+    """Refuse a vocabulary longer than the table its ids index: CPU's Gather would fail on
+    such an id, CUDA's reads past the table without an error."""
+    sizes = {md.INPUT_IDS: len(meta.vocabulary)}
+    chars = meta.task_config.get("char_vocabulary")
+    if isinstance(chars, list):
+        sizes[md.CHAR_IDS] = len(chars)
+    for name, size in sizes.items():
+        rows = summary.gathered_rows.get(name)
+        if rows is not None and size > rows:
+            raise MetadataError(
+                f"{path}: the metadata's vocabulary for '{name}' has {size} entries but the "
+                f"graph's table has {rows} rows, so ids from {rows} on would index past it; "
+                "the metadata does not belong to these weights: re-export the model"
+            )
+
+
 class BiLSTM:
     """A loaded bilstm model. Create with `BiLSTM.load`; `predict` is safe from many threads."""
 
@@ -141,6 +159,7 @@ class BiLSTM:
         `DeviceError` with the reason.
         """
         path = resolve_model(model)
+        checked = check_model_file(path)
         session = create_session(
             path,
             device=Device(device),
@@ -150,9 +169,11 @@ class BiLSTM:
             optimized_model_path=optimized_model_path,
             profile_prefix=profile_prefix,
             tf32=tf32,
+            checked=checked,
         )
         meta = read_metadata(session, path)
         _check_io(session, meta, path)
+        _check_tables(checked, meta, path)
         return cls(session, meta, path)
 
     def warmup(self, runs: int = 1) -> None:

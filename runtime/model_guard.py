@@ -66,6 +66,7 @@ _DIM_PARAM, _DIM_DENOTATION = 2, 3
 _GRAPH_INITIALIZER = 5
 _GRAPH_SPARSE_INITIALIZER = 15
 # NodeProto
+_NODE_INPUT = 1
 _NODE_NAME = 3
 _NODE_OP_TYPE = 4
 _NODE_ATTRIBUTE = 5
@@ -78,6 +79,7 @@ _ATTR_GRAPHS = 11
 _ATTR_SPARSE_TENSOR = 22
 _ATTR_SPARSE_TENSORS = 23
 # TensorProto
+_TENSOR_DIMS = 1
 _TENSOR_NAME = 8
 _TENSOR_EXTERNAL_DATA = 13
 _TENSOR_DATA_LOCATION = 14
@@ -120,6 +122,10 @@ class ModelSummary:
     functions: int = 0
     domains: set[str] = field(default_factory=set)
     external_files: set[str] = field(default_factory=set)
+    # Main graph: rows of the initializer table a Gather reads, by the name of its indices
+    # (e.g. "input_ids" -> embedding rows). CUDA's Gather does not bounds-check, so the
+    # runtime compares these with the vocabulary sizes the metadata promises.
+    gathered_rows: dict[str, int] = field(default_factory=dict)
 
 
 def _varint(buf: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
@@ -289,13 +295,19 @@ class _Walker:
                 "this is not a model bilstm or any usual exporter writes"
             )
         self.summary.graphs += 1
+        rows: dict[str, int] = {}  # initializer name -> first dimension
+        gathers: list[list[str]] = []
         for number, wire, c, d in _fields(self.buf, a, b):
             if number == _GRAPH_NODE:
                 _expect(wire, _LEN, number, "GraphProto", d)
-                self.node(c, d, depth)
+                op_type, inputs = self.node(c, d, depth)
+                if main and op_type == "Gather" and len(inputs) == 2:
+                    gathers.append(inputs)
             elif number == _GRAPH_INITIALIZER:
                 _expect(wire, _LEN, number, "GraphProto", d)
-                self.tensor(c, d)
+                name, first = self.tensor(c, d)
+                if main and first is not None:
+                    rows[name] = first
             elif number == _GRAPH_SPARSE_INITIALIZER:
                 _expect(wire, _LEN, number, "GraphProto", d)
                 self.sparse_tensor(c, d)
@@ -305,6 +317,9 @@ class _Walker:
             elif main and number in (_GRAPH_INPUT, _GRAPH_OUTPUT):
                 _expect(wire, _LEN, number, "GraphProto", d)
                 self.value_info(c, d)
+        for table, indices in gathers:
+            if table in rows:
+                self.summary.gathered_rows[indices] = rows[table]
 
     def value_info(self, a: int, b: int) -> None:
         """A graph input or output: its name and shape strings reach Python through ORT."""
@@ -346,12 +361,17 @@ class _Walker:
                         _expect(w2, _LEN, n2, "TensorShapeProto.Dimension", f)
                         _utf8(self.buf, e, f, "TensorShapeProto.Dimension.dim_param")
 
-    def node(self, a: int, b: int, depth: int) -> None:
+    def node(self, a: int, b: int, depth: int) -> tuple[str, list[str]]:
+        """Check a node; returns its operator type and input names."""
         self.summary.nodes += 1
         op_type = domain = name = ""
+        inputs: list[str] = []
         attributes: list[tuple[int, int]] = []
         for number, wire, c, d in _fields(self.buf, a, b):
-            if number == _NODE_OP_TYPE:
+            if number == _NODE_INPUT:
+                _expect(wire, _LEN, number, "NodeProto", d)
+                inputs.append(_text(self.buf, c, d))
+            elif number == _NODE_OP_TYPE:
                 _expect(wire, _LEN, number, "NodeProto", d)
                 op_type = _text(self.buf, c, d)
             elif number == _NODE_DOMAIN:
@@ -374,6 +394,7 @@ class _Walker:
             )
         for c, d in attributes:
             self.attribute(c, d, depth)
+        return op_type, inputs
 
     def attribute(self, a: int, b: int, depth: int) -> None:
         for number, wire, c, d in _fields(self.buf, a, b):
@@ -393,9 +414,11 @@ class _Walker:
                 _expect(wire, _LEN, number, "SparseTensorProto", d)
                 self.tensor(c, d)
 
-    def tensor(self, a: int, b: int) -> None:
+    def tensor(self, a: int, b: int) -> tuple[str, int | None]:
+        """Check a tensor's external data; returns its name and first dimension (if any)."""
         self.summary.tensors += 1
         name = ""
+        first: int | None = None
         location: str | None = None
         external = False
         entries: dict[str, str] = {}
@@ -403,6 +426,13 @@ class _Walker:
             if number == _TENSOR_NAME:
                 _expect(wire, _LEN, number, "TensorProto", d)
                 name = _text(self.buf, c, d)
+            elif number == _TENSOR_DIMS and first is None:
+                if wire == _VARINT:  # unpacked repeated int64
+                    first = c
+                else:  # packed: the first varint of the run
+                    _expect(wire, _LEN, number, "TensorProto", d)
+                    if c < d:
+                        first = _varint(self.buf, c, d)[0]
             elif number == _TENSOR_DATA_LOCATION:
                 _expect(wire, _VARINT, number, "TensorProto", d)
                 external = c == _EXTERNAL
@@ -414,6 +444,7 @@ class _Walker:
                     location = value
         if external or location is not None:
             self.external(name, location, entries)
+        return name, first
 
     def entry(self, a: int, b: int, what: str) -> tuple[str, str]:
         key = value = ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from bilstm.runtime.errors import DeviceError, ModelLoadError
-from bilstm.runtime.model_guard import inspect_model
+from bilstm.runtime.model_guard import ModelSummary, inspect_model
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _LEVELS = {
 }
 
 
-def check_model_file(path: Path) -> None:
+def check_model_file(path: Path) -> ModelSummary:
     """Refuse paths that cannot be a model before ONNX Runtime sees them.
 
     `inspect_model` then walks the file's protobuf structure and refuses one that is not a
@@ -56,7 +56,7 @@ def check_model_file(path: Path) -> None:
         raise ModelLoadError(f"{path}: is a directory, expected an .onnx file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the file is empty, expected an ONNX model")
-    inspect_model(path)
+    return inspect_model(path)
 
 
 def _installed(dist: str) -> bool:
@@ -112,6 +112,7 @@ def create_session(
     optimized_model_path: Path | None = None,
     profile_prefix: str | None = None,
     tf32: bool = False,
+    checked: ModelSummary | None = None,
 ) -> ort.InferenceSession:
     """Open `path` in ONNX Runtime on the requested device and check what it really got.
 
@@ -120,8 +121,10 @@ def create_session(
     `tf32` lets CUDA run fp32 products in TF32. ONNX Runtime's own default is on, which moved
     the shipped models' logits by up to 2.4e-2 from PyTorch's fp32 on an H200 against 2.3e-5
     with it off (benchmarks/RESULTS.md), so here it is off unless asked for.
+    `checked` is `check_model_file(path)`'s result when the caller has already run it.
     """
-    check_model_file(path)
+    if checked is None:
+        checked = check_model_file(path)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = _LEVELS[Optimization(optimization)]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -172,6 +175,7 @@ def create_session(
             optimization,
             optimized_model_path,
             profile_prefix,
+            checked=checked,
         )
 
     got = session.get_providers()

@@ -730,20 +730,37 @@ def test_hostile_metadata_is_a_metadata_error(
     refused(path, kind=MetadataError)
 
 
+def fails_for_batches_over_one(path: Path) -> Path:
+    """A model that loads, runs one row, and fails at run time on two (fixed Reshape)."""
+    shape = numpy_helper.from_array(np.array([1, 2], np.int64))
+    post = [
+        helper.make_node("Constant", [], ["shape"], value=shape, name="shape"),
+        helper.make_node("Reshape", ["raw", "shape"], ["logits"], name="post"),
+    ]
+    return tiny_model(path, metadata_doc(), post=post)
+
+
 @needs_onnx
 def test_model_failing_at_run_time_is_a_clear_error(tmp_path: Path) -> None:
+    model = BiLSTM.load(fails_for_batches_over_one(tmp_path / "m.onnx"), device="cpu", threads=1)
+    assert model.predict(["good"])[0].label is not None
+    with pytest.raises(BiLSTMError, match="failed to run the model"):
+        model.predict(["good", "bad"])
+
+
+@needs_onnx
+def test_vocabulary_longer_than_the_embedding_is_refused_at_load(tmp_path: Path) -> None:
+    """CPU's Gather would fail on the extra id at run time; CUDA's would read past the table."""
     path = tiny_model(tmp_path / "model.onnx", metadata_doc(vocabulary=[*VOCAB, "extra"]))
-    model = BiLSTM.load(path, device="cpu", threads=1)
-    with pytest.raises(BiLSTMError):
-        model.predict(["extra"])
+    with pytest.raises(MetadataError, match=r"has 6 entries but the graph's table has 5 rows"):
+        BiLSTM.load(path, device="cpu", threads=1)
 
 
 @needs_onnx
 def test_run_time_failure_through_cli_has_no_traceback(tmp_path: Path) -> None:
-    path = tiny_model(tmp_path / "model.onnx", metadata_doc(vocabulary=[*VOCAB, "extra"]))
+    path = fails_for_batches_over_one(tmp_path / "model.onnx")
     src = tmp_path / "in.txt"
-    src.write_text("good\nextra\n", encoding="utf-8")
-    # CPU: its Gather refuses the out-of-range id; CUDA's Gather does not check bounds
-    result = runner.invoke(SINGLE, [str(path), str(src), "--device", "cpu"])
+    src.write_text("good\nbad\n", encoding="utf-8")
+    result = runner.invoke(SINGLE, [str(path), str(src)])
     assert result.exit_code == 2
     assert result.exception is None or isinstance(result.exception, SystemExit)
