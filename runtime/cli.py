@@ -47,6 +47,11 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("bilstm").setLevel(level)
+    # ONNX Runtime's own log: its warnings (copy-node placement hints, execution provider
+    # notices, printed on every CUDA run) speak to whoever built the graph; --debug shows them.
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(2 if debug else 3)
 
 
 @contextlib.contextmanager

@@ -764,3 +764,31 @@ def test_run_time_failure_through_cli_has_no_traceback(tmp_path: Path) -> None:
     result = runner.invoke(SINGLE, [str(path), str(src)])
     assert result.exit_code == 2
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@needs_onnx
+def test_onnx_runtime_warnings_only_with_debug(tmp_path: Path) -> None:
+    """ORT's own warnings (here: an unused initializer) stay off stderr unless --debug."""
+    import subprocess
+    import sys
+
+    path = tiny_model(tmp_path / "model.onnx", metadata_doc())
+    model = onnx.load(str(path))
+    unused = numpy_helper.from_array(np.zeros(3, np.float32), "unused_weight")
+    model.graph.initializer.append(unused)
+    onnx.save(model, str(path))
+    src = tmp_path / "in.txt"
+    src.write_text("good\n", encoding="utf-8")
+    script = "import sys; from bilstm.runtime.cli import run_main; run_main()"
+    stderr = {}
+    for flag in ([], ["--debug"]):
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(path), str(src), "--quiet", *flag],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(run.stdout)["label"] in ("neg", "pos")
+        stderr[bool(flag)] = run.stderr
+    assert "unused_weight" in stderr[True]
+    assert "unused_weight" not in stderr[False]
