@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 from enum import Enum
@@ -84,6 +85,7 @@ def _cuda_unavailable_reason() -> str:
     return f"ONNX Runtime offers only {ort.get_available_providers()}"
 
 
+@functools.cache  # once per process: the libraries stay loaded
 def _preload_cuda_libraries() -> None:
     """Load CUDA/cuDNN from the `nvidia-*` pip packages if they are there.
 
