@@ -213,9 +213,10 @@ def run(
     threshold: Annotated[
         float, typer.Option(min=0.0, help="Anomaly threshold in residual standard deviations.")
     ] = 3.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per inference batch.")] = (
-        DEFAULT_BATCH_SIZE
-    ),
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Inputs per inference batch [default: 64 on CPU, 1024 on CUDA]."),
+    ] = None,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Lines read, sorted by length and scored at a time.")
     ] = 4096,
@@ -288,6 +289,8 @@ def run(
         )
         if shard_of is not None and bilstm.task == "forecast":
             raise BiLSTMError("--shard splits text input by chunks; forecast input has none")
+        if batch_size is None:
+            batch_size = bilstm.batch_size
         bilstm.warmup(warmup)
         show = not quiet and sys.stderr.isatty()
         start = time.perf_counter()

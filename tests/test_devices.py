@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import pytest
 
-from bilstm.runtime import BiLSTM, DeviceError
+from bilstm.runtime import BiLSTM, DeviceError, InputError
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 TEXTS = ["A gorgeous, witty, seductive movie.", "Dull and lifeless.", "", "fine"]
@@ -34,3 +34,18 @@ def test_cuda_matches_cpu() -> None:
         assert a.label == b.label
         if a.probabilities is not None and b.probabilities is not None:
             assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 1e-4
+
+
+def test_default_batch_size_follows_the_device() -> None:
+    model = BiLSTM.load("sentiment", device="cpu", threads=1)
+    assert model.batch_size == 64
+    model.batch_size = 0  # the default of every call that names none
+    with pytest.raises(InputError, match="batch_size must be >= 1, got 0"):
+        model.predict(TEXTS)
+    assert len(model.predict(TEXTS, batch_size=2)) == len(TEXTS)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_cuda_batches_are_larger() -> None:
+    assert BiLSTM.load("sentiment", device="cuda").batch_size == 1024
