@@ -39,6 +39,11 @@ _INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 IO_BINDING_MIN_BATCH: int | None = None
 
 
+def _output_list(outputs: Sequence[str] | str) -> list[str]:
+    """A single output name or a sequence of them, as a list."""
+    return [outputs] if isinstance(outputs, str) else list(outputs)
+
+
 def _cuda_device_id(session: ort.InferenceSession) -> int | None:
     """The CUDA device the session runs on, or None for a CPU session."""
     if session.get_providers()[0] != "CUDAExecutionProvider":
@@ -228,7 +233,7 @@ class BiLSTM:
     # -- low level -------------------------------------------------------------------------
 
     def run(
-        self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+        self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | str | None = None
     ) -> dict[str, np.ndarray]:
         """Run the graph on prepared arrays (names as in `session.get_inputs()`).
 
@@ -238,7 +243,13 @@ class BiLSTM:
         missing = self._input_names - set(feeds)
         if missing:
             raise InputError(f"missing model inputs {sorted(missing)}")
-        names = self._output_names if outputs is None else list(outputs)
+        names = self._output_names if outputs is None else _output_list(outputs)
+        unknown = [n for n in names if n not in self._output_names]
+        if unknown or not names:
+            raise InputError(
+                f"outputs must name some of the model's outputs {self._output_names}, "
+                f"got {names}"
+            )
         try:
             if self._binds(feeds):
                 values = self._run_bound(feeds, names)

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bilstm.runtime import BiLSTM
+from bilstm.runtime import BiLSTM, InputError
 from bilstm.runtime.model import IO_BINDING_MIN_BATCH
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -84,3 +84,13 @@ def test_cuda_binding_is_thread_safe() -> None:
         parallel = list(pool.map(lambda b: model.probabilities(b, batch_size=64), batches))
     for a, b in zip(sequential, parallel, strict=True):
         assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) <= 1e-6
+
+
+def test_run_fetches_the_named_outputs_and_refuses_others() -> None:
+    model = BiLSTM.load("sentiment", device="cpu", threads=1)
+    feeds = model._text().batch([["good", "film"]])
+    assert list(model.run(feeds)) == ["logits", "probabilities"]
+    assert list(model.run(feeds, "probabilities")) == ["probabilities"]
+    for bad in ([], ["nope"], "nope"):
+        with pytest.raises(InputError, match="outputs must name some of the model's outputs"):
+            model.run(feeds, bad)

@@ -106,14 +106,16 @@ def test_writer_takes_the_shortcut_for_classify_records(monkeypatch: pytest.Monk
     out = io.StringIO()
     writer = RecordWriter(out, Format.jsonl, ["line", "label"])
 
-    def fail(self: json.JSONEncoder, obj: Any) -> str:
+    def fail(obj: Any) -> str:
         raise AssertionError(f"json encoder called for {obj!r}")
 
     expected = (dumps(record) + "\n") * 2
     writer.write(record)  # caches the labels' JSON
-    monkeypatch.setattr(json.JSONEncoder, "encode", fail)
+    monkeypatch.setattr(writer._json, "_encode", fail)  # the encoder the writer holds
     writer.write(record)
     assert out.getvalue() == expected
+    with pytest.raises(AssertionError, match="json encoder called"):
+        writer.write({**record, "extra": 1})  # another record shape goes to json
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
