@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -199,25 +200,27 @@ def scrub_paths(value: Any) -> Any:
 
     Results are committed; they name files relative to the repo (`<repo>`), the temp folder
     (`<tmp>`) or the Python environment (`<python>`), never where this machine keeps them.
+    A path is replaced only where it ends (`/tmpfs` is not `<tmp>fs`); keys are scrubbed too.
     """
-    places = sorted(
-        [
-            (str(REPO), "<repo>"),
-            (os.path.realpath(tempfile.gettempdir()), "<tmp>"),
-            (tempfile.gettempdir(), "<tmp>"),
-            (sys.prefix, "<python>"),
-            (os.path.expanduser("~"), "~"),
-        ],
-        key=lambda pair: -len(pair[0]),
-    )
+    places = [
+        (str(REPO), "<repo>"),
+        (os.path.realpath(tempfile.gettempdir()), "<tmp>"),
+        (tempfile.gettempdir(), "<tmp>"),
+        (sys.prefix, "<python>"),
+        (os.path.expanduser("~"), "~"),
+    ]
+    patterns = [
+        (re.compile(re.escape(path) + r"(?![\w.-])"), name)
+        for path, name in sorted(places, key=lambda pair: -len(pair[0]))
+        if len(path) > 1
+    ]
     if isinstance(value, str):
-        for path, name in places:
-            if len(path) > 1:
-                value = value.replace(path, name)
+        for pattern, name in patterns:
+            value = pattern.sub(name, value)
         return value
     if isinstance(value, dict):
-        return {k: scrub_paths(v) for k, v in value.items()}
-    if isinstance(value, list):
+        return {scrub_paths(k): scrub_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
         return [scrub_paths(v) for v in value]
     return value
 

@@ -59,10 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def overlapped(model: BiLSTM) -> int:
         ready: queue.Queue[list[tuple[int, dict[str, Any]]] | None] = queue.Queue(maxsize=2)
 
+        failed: list[BaseException] = []
+
         def produce() -> None:
-            for chunk in chunks:
-                ready.put(prepare(model, chunk))
-            ready.put(None)
+            try:
+                for chunk in chunks:
+                    ready.put(prepare(model, chunk))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised
+                failed.append(exc)
+            finally:
+                ready.put(None)  # the consumer never waits for ever
 
         worker = threading.Thread(target=produce)
         worker.start()
@@ -72,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model.run(feeds, ["probabilities"])
                 done += rows
         worker.join()
+        if failed:
+            raise failed[0]
         return done
 
     result: dict[str, Any] = {"texts": len(texts), "chunk": CHUNK, "by_threads": {}}

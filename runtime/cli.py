@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from bilstm.runtime.errors import BiLSTMError
-from bilstm.runtime.model import DEFAULT_BATCH_SIZE, BiLSTM
+from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.output import Format, RecordWriter, atomic_output
 from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES, Line, iter_lines
 from bilstm.runtime.session import Device, Optimization
@@ -395,7 +395,9 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 def evaluate(
     model: ModelArg,
     data: Annotated[Path, typer.Argument(help="Labelled data in the task's training format.")],
-    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT_BATCH_SIZE,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="[default: 64 on CPU, 1024 on CUDA]")
+    ] = None,
     tag_column: Annotated[str, typer.Option(help="tag: upos, xpos or a column number.")] = "upos",
     top_k: Annotated[int, typer.Option(min=1, help="cloze: also report top-k accuracy.")] = 5,
     threads: ThreadsOpt = None,
@@ -421,7 +423,7 @@ def evaluate(
             path = Path(tmp) / "model.onnx"
             exporter(Path(model), path)
         bilstm = BiLSTM.load(path, device=device, threads=threads)
-        metrics = run_eval(bilstm, data, batch_size, tag_column, top_k)
+        metrics = run_eval(bilstm, data, batch_size or bilstm.batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bilstm.runtime.errors import InputError
-from bilstm.runtime.model import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, BiLSTM
+from bilstm.runtime.model import DEFAULT_TOP_K, BiLSTM
 from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES, Line
 from bilstm.runtime.records import text_records
 
@@ -151,7 +151,7 @@ class BiLSTMPredictor:
         concurrency: int | None = None,
         threads: int | None = None,
         device: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         top_k: int = DEFAULT_TOP_K,
         probabilities: bool = True,
         layout: str = "columns",
@@ -160,7 +160,7 @@ class BiLSTMPredictor:
     ) -> None:
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if batch_size < 1 or top_k < 1 or max_text_bytes < 1:
+        if (batch_size is not None and batch_size < 1) or top_k < 1 or max_text_bytes < 1:
             raise InputError("batch_size, top_k and max_text_bytes must be >= 1")
         self._config: dict[str, Any] = {
             "model": str(model),
@@ -178,7 +178,7 @@ class BiLSTMPredictor:
         self.column = column
         self.threads = threads if threads is not None else default_threads(concurrency)
         self.model = BiLSTM.load(model, device=device or _default_device(), threads=self.threads)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or self.model.batch_size  # None: the device's default
         self.top_k = top_k
         self.probabilities = probabilities
         self.layout = layout

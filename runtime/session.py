@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
-import sys
 from enum import Enum
 from pathlib import Path
 
@@ -86,8 +86,9 @@ def _cuda_unavailable_reason() -> str:
 
 
 @functools.cache  # once per process: the libraries stay loaded
-def _preload_cuda_libraries() -> None:
-    """Load CUDA/cuDNN from the `nvidia-*` pip packages if they are there.
+def _preload_cuda_libraries() -> str:
+    """Load CUDA/cuDNN from the `nvidia-*` pip packages if they are there; returns what
+    ONNX Runtime reported while trying ("" when all went well).
 
     `pip install onnxruntime-gpu[cuda,cudnn]` puts the libraries in site-packages, where the
     dynamic loader does not look; without this the CUDA provider fails to start unless
@@ -96,13 +97,17 @@ def _preload_cuda_libraries() -> None:
     """
     preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
     if preload is None:
-        return
+        return ""
+    printed = io.StringIO()  # it prints its diagnostics; they are kept for --debug and errors
     try:
-        # It prints its diagnostics; stdout carries results, so they go to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(printed):
             preload()
     except (OSError, RuntimeError, ValueError) as exc:  # the provider check reports it
-        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+        printed.write(f"onnxruntime.preload_dlls failed: {exc}\n")
+    text = " ".join(printed.getvalue().split())
+    if text:
+        log.debug("onnxruntime.preload_dlls: %s", text)
+    return text
 
 
 def create_session(
@@ -147,8 +152,9 @@ def create_session(
     if device is Device.cuda and CUDA not in available:
         raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
     providers: list[str | tuple[str, dict[str, object]]] = [CPU]
+    preload_report = ""
     if want_cuda:
-        _preload_cuda_libraries()
+        preload_report = _preload_cuda_libraries()
         providers = [(CUDA, {"device_id": device_id, "use_tf32": int(tf32)}), CPU]
 
     try:
@@ -184,10 +190,15 @@ def create_session(
     if want_cuda and CUDA not in got:
         # ORT falls back to CPU with only a log line when the CUDA libraries fail to load.
         if device is Device.cuda:
+            loader = (
+                f"; loading the CUDA libraries said: {preload_report[:300]}"
+                if preload_report
+                else ""
+            )
             raise DeviceError(
                 "--device cuda was requested but ONNX Runtime could not start CUDA (CUDA or cuDNN "
                 "libraries not loadable, or no GPU visible); check `nvidia-smi` and that the CUDA "
-                "and cuDNN versions match your onnxruntime-gpu"
+                f"and cuDNN versions match your onnxruntime-gpu{loader}"
             )
         log.warning("device auto: CUDA could not be started, running on CPU")
     elif device is Device.auto and not want_cuda:

@@ -102,3 +102,20 @@ def test_outputs_agree_and_render(results_dir: Path) -> None:
         if title.startswith("GPU"):
             continue
         assert f"## {title}" in text
+
+
+def test_results_name_no_machine_paths() -> None:
+    common = importlib.import_module("benchmarks._common")
+    repo = str(common.REPO)
+    doc = {
+        "cmd": f"python {repo}/x.py --out {repo}",
+        repo + "/key": (f"{repo}/a",),
+        "near": f"{repo}2/y",
+        "python": common.sys.prefix + "/bin/python",
+    }
+    assert common.scrub_paths(doc) == {
+        "cmd": "python <repo>/x.py --out <repo>",
+        "<repo>/key": ["<repo>/a"],
+        "near": f"{repo}2/y",  # another folder that only starts like the repo
+        "python": "<python>/bin/python",
+    }

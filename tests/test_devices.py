@@ -49,3 +49,18 @@ def test_default_batch_size_follows_the_device() -> None:
 @pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA GPU")
 def test_cuda_batches_are_larger() -> None:
     assert BiLSTM.load("sentiment", device="cuda").batch_size == 1024
+
+
+def test_cuda_library_preload_prints_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """onnxruntime.preload_dlls prints its failures; stdout carries results, stderr stays quiet."""
+    from bilstm.runtime import session
+
+    def noisy() -> None:
+        print("Failed to load libcudnn.so.9: not found")
+
+    monkeypatch.setattr(ort, "preload_dlls", noisy, raising=False)
+    report = session._preload_cuda_libraries.__wrapped__()  # type: ignore[attr-defined]
+    assert report == "Failed to load libcudnn.so.9: not found"
+    assert capsys.readouterr() == ("", "")
