@@ -247,8 +247,7 @@ class BiLSTM:
         unknown = [n for n in names if n not in self._output_names]
         if unknown or not names:
             raise InputError(
-                f"outputs must name some of the model's outputs {self._output_names}, "
-                f"got {names}"
+                f"outputs must name some of the model's outputs {self._output_names}, got {names}"
             )
         try:
             if self._binds(feeds):
