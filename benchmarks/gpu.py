@@ -53,7 +53,8 @@ def unavailable() -> str | None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return (
             "this onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu in place "
-            "of onnxruntime (pip uninstall -y onnxruntime && pip install 'bilstm[gpu]')"
+            "of onnxruntime (pip uninstall -y onnxruntime && "
+            "pip install 'onnxruntime-gpu[cuda,cudnn]>=1.21')"
         )
     return None
 

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# onnxruntime-gpu replaces the CPU wheel (both provide the `onnxruntime` module); 1.21 is the
+# first with `onnxruntime.preload_dlls`, the extras bring CUDA and cuDNN as pip packages.
+GPU_INSTALL = "pip install 'onnxruntime-gpu[cuda,cudnn]>=1.21'"
 
 
 class Device(str, Enum):
@@ -75,12 +78,12 @@ def _cuda_unavailable_reason() -> str:
         return (
             "both 'onnxruntime' and 'onnxruntime-gpu' are installed and the CPU wheel shadows the "
             "GPU one; run: pip uninstall -y onnxruntime onnxruntime-gpu && "
-            "pip install onnxruntime-gpu"
+            f"{GPU_INSTALL}"
         )
     if not _installed("onnxruntime-gpu"):
         return (
             "the installed ONNX Runtime has no CUDA support; install the GPU wheel instead of the "
-            "CPU one: pip uninstall -y onnxruntime && pip install 'bilstm[gpu]'"
+            f"CPU one: pip uninstall -y onnxruntime && {GPU_INSTALL}"
         )
     return f"ONNX Runtime offers only {ort.get_available_providers()}"
 
