@@ -260,6 +260,26 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def per_call_seconds(
+    fn: Callable[[], Any], budget: float, sync: Callable[[], None] | None = None
+) -> float:
+    """Mean seconds per call: one warm call, one timed call to size the loop, then a loop
+    filling about `budget` seconds. `sync` waits for asynchronous (GPU) work to finish."""
+    wait = sync or (lambda: None)
+    fn()
+    wait()
+    start = time.perf_counter()
+    fn()
+    wait()
+    first = time.perf_counter() - start
+    calls = max(1, int(budget / max(first, 1e-6)))
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    wait()
+    return (time.perf_counter() - start) / calls
+
+
 def interleave(
     cases: dict[str, Callable[[], Any]], rounds: int, self_timed: bool = False
 ) -> dict[str, list[float]]:
@@ -352,13 +372,14 @@ NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "cold"]
 FILLER = ["the", "movie", "film", "plot", "was", "very", "a", "and", "story", "cast"]
 
 
-def make_sentiment_tsv(path: Path, n: int, seed: int) -> Path:
-    """Synthetic ragged label<TAB>text data (as in tests/conftest.py)."""
+def make_sentiment_tsv(path: Path, n: int, seed: int, max_words: int = 14) -> Path:
+    """Synthetic ragged label<TAB>text data where one sentiment word decides the label
+    (also the test suite's data, with shorter texts)."""
     rng = random.Random(seed)
     lines = ["label\ttext"]
     for _ in range(n):
         label = rng.choice(["pos", "neg"])
-        words = rng.choices(FILLER, k=rng.randint(1, 14))
+        words = rng.choices(FILLER, k=rng.randint(1, max_words))
         words.insert(
             rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE)
         )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,22 +91,6 @@ def to_fp16(path: Path, out: Path) -> Path:
     return out
 
 
-def timed(fn: Callable[[], Any], sync: Callable[[], None], budget: float) -> float:
-    """Seconds per call: one warm call, one timed call to size the loop, then the loop."""
-    fn()
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    first = time.perf_counter() - start
-    calls = max(1, int(budget / max(first, 1e-6)))
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / calls
-
-
 def kernel_rows(args: Any) -> list[dict[str, Any]]:
     import copy
 
@@ -152,9 +135,9 @@ def kernel_rows(args: Any) -> list[dict[str, Any]]:
                 want = torch_run().float().cpu().numpy()
                 diffs[prec] = float(np.abs(got - want).max())
                 budget = args.budget
-                cases[f"ort_{prec}"] = lambda f=ort_run, b=budget: timed(f, lambda: None, b)
-                cases[f"torch_{prec}"] = lambda f=torch_run, b=budget: timed(
-                    f, torch.cuda.synchronize, b
+                cases[f"ort_{prec}"] = lambda f=ort_run, b=budget: c.per_call_seconds(f, b)
+                cases[f"torch_{prec}"] = lambda f=torch_run, b=budget: c.per_call_seconds(
+                    f, b, torch.cuda.synchronize
                 )
             times = c.interleave(cases, args.rounds, self_timed=True)
             flops = lstm_flops(batch, length, 300, 256, 2)
@@ -193,7 +176,7 @@ def binding_rows(args: Any, model_path: Path) -> list[dict[str, Any]]:
 
         def call(threshold: int | None, feeds: dict[str, Any] = feeds) -> float:
             model.io_binding_min_batch = threshold
-            return timed(lambda: model.run(feeds, ["probabilities"]), lambda: None, args.budget)
+            return c.per_call_seconds(lambda: model.run(feeds, ["probabilities"]), args.budget)
 
         times = c.interleave(
             {"plain": lambda: call(None), "bound": lambda: call(1)}, args.rounds, self_timed=True

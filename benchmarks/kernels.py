@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,18 +183,6 @@ def gemm_peak(n: int, threads: int, reps: int) -> dict[str, Any]:
     }
 
 
-def time_engine(fn: Callable[[], Any], budget_s: float) -> float:
-    """Mean seconds per call over enough calls to fill about `budget_s`."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    calls = max(1, int(budget_s / max(first, 1e-6)))
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = c.parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--input-size", type=int, default=300)
@@ -265,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             times = c.interleave(
                 {
-                    name: (lambda fn=fn: time_engine(fn, args.budget))
+                    name: (lambda fn=fn: c.per_call_seconds(fn, args.budget))
                     for name, fn in engines.items()
                 },
                 args.rounds,

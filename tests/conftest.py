@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import random
+import importlib
 from pathlib import Path
 
 import pytest
 
-POSITIVE = ["good", "great", "fun", "lovely", "superb", "warm"]
-NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "cold"]
-FILLER = ["the", "movie", "film", "plot", "was", "very", "a", "and", "story", "cast"]
-
 
 def make_sentiment_tsv(path: Path, n: int, seed: int) -> Path:
-    """Synthetic label<TAB>text data where a sentiment word decides the label."""
-    rng = random.Random(seed)
-    lines = ["label\ttext"]
-    for _ in range(n):
-        label = rng.choice(["pos", "neg"])
-        words = rng.choices(FILLER, k=rng.randint(1, 8))
-        words.insert(
-            rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-        )
-        lines.append(f"{label}\t{' '.join(words).capitalize()}.")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """Synthetic label<TAB>text data where a sentiment word decides the label (1-9 words)."""
+    common = importlib.import_module("benchmarks._common")
+    return common.make_sentiment_tsv(path, n, seed, max_words=8)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
