@@ -242,7 +242,12 @@ def parity(checkpoints: Sequence[Path]) -> list[dict[str, Any]]:
     import numpy as np
 
     from bilstm.export import export_checkpoint
-    from bilstm.export.verify import example_feeds, random_feeds, reference_outputs
+    from bilstm.export.verify import (
+        example_feeds,
+        random_feeds,
+        reference_outputs,
+        valid_positions,
+    )
     from bilstm.models import load_checkpoint
 
     rows = []
@@ -268,11 +273,8 @@ def parity(checkpoints: Sequence[Path]) -> list[dict[str, Any]]:
                 for (_, feeds), ref in zip(cases, refs, strict=True):
                     got = dict(zip(names, sess.run(names, feeds), strict=True))
                     for name, want in ref.items():
-                        have = got[name].astype(np.float64)
-                        want64 = want.astype(np.float64)
-                        if ckpt.task == "tag":
-                            mask = np.arange(want.shape[1])[None, :] < feeds["lengths"][:, None]
-                            have, want64 = have[mask], want64[mask]
+                        have = valid_positions(ckpt.task, feeds, got[name]).astype(np.float64)
+                        want64 = valid_positions(ckpt.task, feeds, want).astype(np.float64)
                         diff = np.abs(have - want64)
                         w = worst.setdefault(name, {"max_abs": 0.0, "max_scaled": 0.0})
                         w["max_abs"] = max(w["max_abs"], float(diff.max()))

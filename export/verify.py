@@ -132,7 +132,7 @@ def reference_outputs(ckpt: Checkpoint, feeds: dict[str, np.ndarray]) -> dict[st
     return {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
 
 
-def _valid(task: str, feeds: dict[str, np.ndarray], value: np.ndarray) -> np.ndarray:
+def valid_positions(task: str, feeds: dict[str, np.ndarray], value: np.ndarray) -> np.ndarray:
     """Only real positions count for per-token outputs (padding rows are never read)."""
     if task != "tag":
         return value
@@ -182,8 +182,8 @@ def check_parity(
         for output, value in ref.items():
             row = _compare(
                 name,
-                _valid(ckpt.task, feeds, value),
-                _valid(ckpt.task, feeds, got[output]),
+                valid_positions(ckpt.task, feeds, value),
+                valid_positions(ckpt.task, feeds, got[output]),
                 tolerance,
             )
             row["output"] = output
