@@ -243,12 +243,14 @@ class BiLSTM:
         missing = self._input_names - set(feeds)
         if missing:
             raise InputError(f"missing model inputs {sorted(missing)}")
-        names = self._output_names if outputs is None else _output_list(outputs)
-        unknown = [n for n in names if n not in self._output_names]
-        if unknown or not names:
-            raise InputError(
-                f"outputs must name some of the model's outputs {self._output_names}, got {names}"
-            )
+        names = self._output_names
+        if outputs is not None:  # checked here: ORT reads an empty list as "all outputs"
+            names = _output_list(outputs)
+            if not names or any(n not in self._output_names for n in names):
+                raise InputError(
+                    f"outputs must name some of the model's outputs {self._output_names}, "
+                    f"got {names}"
+                )
         try:
             if self._binds(feeds):
                 values = self._run_bound(feeds, names)
