@@ -60,7 +60,9 @@ _VALUE_TYPE = 2
 # TypeProto and its parts: (message, field) -> what the field holds
 _TYPE_TENSOR, _TYPE_SEQUENCE, _TYPE_MAP, _TYPE_SPARSE, _TYPE_OPTIONAL = 1, 4, 5, 8, 9
 _TYPE_DENOTATION = 6
+_TENSOR_TYPE_ELEM = 1
 _TENSOR_TYPE_SHAPE = 2
+_STRING_ELEM = 8  # TensorProto.DataType.STRING
 _SHAPE_DIM = 1
 _DIM_PARAM, _DIM_DENOTATION = 2, 3
 _GRAPH_INITIALIZER = 5
@@ -126,6 +128,8 @@ class ModelSummary:
     # (e.g. "input_ids" -> embedding rows). CUDA's Gather does not bounds-check, so the
     # runtime compares these with the vocabulary sizes the metadata promises.
     gathered_rows: dict[str, int] = field(default_factory=dict)
+    # Main graph takes string tensors (a --with-tokenizer model): ORT cannot move them to a GPU
+    string_inputs: bool = False
 
 
 def _varint(buf: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
@@ -316,22 +320,28 @@ class _Walker:
                 _utf8(self.buf, c, d, f"GraphProto.{_GRAPH_STRINGS[number]}")
             elif main and number in (_GRAPH_INPUT, _GRAPH_OUTPUT):
                 _expect(wire, _LEN, number, "GraphProto", d)
-                self.value_info(c, d)
+                if self.value_info(c, d) == _STRING_ELEM and number == _GRAPH_INPUT:
+                    self.summary.string_inputs = True
         for table, indices in gathers:
             if table in rows:
                 self.summary.gathered_rows[indices] = rows[table]
 
-    def value_info(self, a: int, b: int) -> None:
-        """A graph input or output: its name and shape strings reach Python through ORT."""
+    def value_info(self, a: int, b: int) -> int | None:
+        """A graph input or output: its name and shape strings reach Python through ORT.
+        Returns its tensor element type, if it is a tensor."""
+        elem = None
         for number, wire, c, d in _fields(self.buf, a, b):
             if number == _VALUE_NAME:
                 _expect(wire, _LEN, number, "ValueInfoProto", d)
                 _utf8(self.buf, c, d, "ValueInfoProto.name")
             elif number == _VALUE_TYPE:
                 _expect(wire, _LEN, number, "ValueInfoProto", d)
-                self.type_proto(c, d, 0)
+                elem = self.type_proto(c, d, 0)
+        return elem
 
-    def type_proto(self, a: int, b: int, depth: int) -> None:
+    def type_proto(self, a: int, b: int, depth: int) -> int | None:
+        """Check a type; returns the element type of a (dense) tensor type."""
+        elem = None
         if depth > MAX_DEPTH:
             raise _Malformed(f"a type is nested more than {MAX_DEPTH} levels deep", a)
         for number, wire, c, d in _fields(self.buf, a, b):
@@ -341,7 +351,9 @@ class _Walker:
             elif number in (_TYPE_TENSOR, _TYPE_SPARSE):
                 _expect(wire, _LEN, number, "TypeProto", d)
                 for n2, w2, e, f in _fields(self.buf, c, d):
-                    if n2 == _TENSOR_TYPE_SHAPE:
+                    if n2 == _TENSOR_TYPE_ELEM and w2 == _VARINT and number == _TYPE_TENSOR:
+                        elem = e
+                    elif n2 == _TENSOR_TYPE_SHAPE:
                         _expect(w2, _LEN, n2, "TypeProto.Tensor", f)
                         self.shape(e, f)
             elif number in (_TYPE_SEQUENCE, _TYPE_OPTIONAL, _TYPE_MAP):
@@ -351,6 +363,7 @@ class _Walker:
                     if n2 == inner:
                         _expect(w2, _LEN, n2, "TypeProto", f)
                         self.type_proto(e, f, depth + 1)
+        return elem
 
     def shape(self, a: int, b: int) -> None:
         for number, wire, c, d in _fields(self.buf, a, b):

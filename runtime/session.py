@@ -151,6 +151,21 @@ def create_session(
 
     device = Device(device)
     available = ort.get_available_providers()
+    if checked.string_inputs and device is not Device.cpu:
+        # A text-in (--with-tokenizer) graph: ORT cannot copy string tensors to the GPU, so
+        # such a session fails to build with the CUDA provider.
+        reason = (
+            "the model takes raw text (exported with --with-tokenizer) and ONNX Runtime cannot "
+            "move its string tensors to the GPU"
+        )
+        if device is Device.cuda:
+            raise DeviceError(
+                f"--device cuda cannot run {path}: {reason}; run it with --device cpu, or "
+                "export the model without --with-tokenizer for CUDA"
+            )
+        if CUDA in available:
+            log.warning("device auto: %s; running on CPU", reason)
+        device = Device.cpu
     want_cuda = device is Device.cuda or (device is Device.auto and CUDA in available)
     if device is Device.cuda and CUDA not in available:
         raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
@@ -163,31 +178,9 @@ def create_session(
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises several unrelated exception types for bad files
-        if not (want_cuda and _strings_across_devices(exc)):
-            raise ModelLoadError(
-                f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}"
-            ) from exc
-        # A text-in (--with-tokenizer) graph: ORT cannot copy string tensors to the GPU.
-        reason = (
-            "the model takes raw text (exported with --with-tokenizer) and ONNX Runtime cannot "
-            "move its string tensors to the GPU"
-        )
-        if device is Device.cuda:
-            raise DeviceError(
-                f"--device cuda cannot run {path}: {reason}; run it with --device cpu, or "
-                "export the model without --with-tokenizer for CUDA"
-            ) from exc
-        log.warning("device auto: %s; running on CPU", reason)
-        return create_session(
-            path,
-            Device.cpu,
-            device_id,
-            threads,
-            optimization,
-            optimized_model_path,
-            profile_prefix,
-            checked=checked,
-        )
+        raise ModelLoadError(
+            f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}"
+        ) from exc
 
     got = session.get_providers()
     if want_cuda and CUDA not in got:
@@ -207,12 +200,6 @@ def create_session(
     elif device is Device.auto and not want_cuda:
         log.info("device auto: no CUDA provider in this ONNX Runtime, running on CPU")
     return session
-
-
-def _strings_across_devices(exc: BaseException) -> bool:
-    """ORT's refusal to place a string tensor copy between CPU and GPU nodes."""
-    text = str(exc)
-    return "tensor(string)" in text and "Memcpy" in text
 
 
 def _short(exc: BaseException) -> str:

@@ -366,3 +366,22 @@ def test_int8_variant_and_runtime_guards(classify_model, tmp_path: Path) -> None
     export_checkpoint(tagger, tmp_path / "tag.onnx", with_tokenizer=True, verify=False)
     with pytest.raises(InputError, match="cannot take the tokens"):
         BiLSTM.load(tmp_path / "tag.onnx", device="cpu").tag([["two words"]])
+
+
+def test_text_in_models_never_reach_cuda(  # type: ignore[no-untyped-def]
+    classify_model, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard sees the string input, so no CUDA session is attempted (here CUDA is faked)."""
+    from bilstm.runtime import session as sessions
+    from bilstm.runtime.model_guard import inspect_model
+
+    _, path, ids_path = classify_model
+    assert inspect_model(path).string_inputs and not inspect_model(ids_path).string_inputs
+    cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: cuda)
+    with caplog.at_level("WARNING", logger="bilstm"):
+        model = BiLSTM.load(path, device="auto")
+    assert model.providers == ["CPUExecutionProvider"]
+    assert "with-tokenizer" in caplog.text and "running on CPU" in caplog.text
+    with pytest.raises(DeviceError, match="with-tokenizer"):
+        BiLSTM.load(path, device="cuda")
