@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from enum import Enum
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,14 +30,32 @@ log = logging.getLogger("bilstm")
 EXIT_RECORD_ERRORS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cat` gives when the reader of its output quits
 EXIT_TERMINATED = 143
 PLUGIN_GROUP = "bilstm.commands"
 HOOK_GROUP = "bilstm.hooks"
 GENERIC_SUFFIXES = (".npz", ".npy", ".json")
+# Help texts are rich markup: "[train]" would be read as a style tag and vanish, hence "\\[".
 PLUGIN_HELP = {
-    "train": "Train a model (needs the train extra: pip install 'bilstm[train]').",
-    "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm[train]').",
+    "train": "Train a model (needs the train extra: pip install 'bilstm\\[train]').",
+    "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm\\[train]').",
 }
+# Options of `bilstm run` that only mean something for some tasks: giving one elsewhere is an
+# error, as in `bilstm train`, never a silent no-op.
+TEXT_TASKS = frozenset({"classify", "tag", "cloze"})
+RUN_ONLY_FOR: dict[str, frozenset[str]] = {
+    "top_k": frozenset({"cloze"}),
+    "probabilities": frozenset({"classify", "tag"}),
+    "rolling": frozenset({"forecast"}),
+    "anomalies": frozenset({"forecast"}),
+    "threshold": frozenset({"forecast"}),
+    "shard": TEXT_TASKS,
+    "chunk_size": TEXT_TASKS,
+    "on_error": TEXT_TASKS,
+    "max_line_bytes": TEXT_TASKS,
+}
+# Tensor input (generic mode) runs the graph as it is: none of the record options apply.
+GENERIC_IGNORES = (*RUN_ONLY_FOR, "fmt", "batch_size", "warmup", "profile", "optimized_model")
 
 
 def _stderr(message: str) -> None:
@@ -55,8 +74,12 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 
 
 @contextlib.contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Turn `BiLSTMError` into a one-line message and exit 2 (the traceback with --debug)."""
+def user_errors(debug: bool, output: Path | None = None) -> Iterator[None]:
+    """Turn `BiLSTMError` into a one-line message and exit 2 (the traceback with --debug).
+
+    `output`: the command's output file, if any; the interruption message says what became
+    of it (records already printed to stdout cannot be taken back, so it does not claim that).
+    """
     try:
         yield
     except BiLSTMError as exc:
@@ -64,12 +87,35 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except Terminated:
-        _stderr("terminated (SIGTERM): no output file was written (an existing one is unchanged)")
+        _stderr(f"terminated (SIGTERM): {_unwritten(output)}")
         raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
-        _stderr("interrupted: no output file was written (an existing one is unchanged)")
+        _stderr(f"interrupted: {_unwritten(output)}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _unwritten(output: Path | None) -> str:
+    if output is None:
+        return "stopped; the records printed so far are complete, the rest were not scored"
+    return f"{output} was not written (an existing file there is unchanged)"
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout quit (`| head`): stop quietly, without a traceback at exit.
+
+    Python would still try to flush stdout at exit and print an error; pointing the file
+    descriptor at /dev/null makes that flush a no-op.
+    """
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class Terminated(KeyboardInterrupt):
@@ -96,7 +142,9 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-ModelArg = Annotated[str, typer.Argument(help="Path to a .onnx file, or a built-in model name.")]
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Path to a .onnx file, or a built-in model name.")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
 DeviceOpt = Annotated[Device, typer.Option(help="Execution device; auto prefers CUDA.")]
@@ -191,13 +239,29 @@ def _run_generic(
         handle.write(to_json(outputs) + "\n")
 
 
+class OnError(str, Enum):
+    """What `bilstm-run` does with a line it cannot use."""
+
+    record = "record"
+    stop = "stop"
+
+
 def run(
+    ctx: typer.Context,
     model: ModelArg,
     input: Annotated[
-        str, typer.Argument(help="Input file (text lines, or CSV for forecast); - for stdin.")
+        str,
+        typer.Argument(
+            metavar="INPUT", help="Input file (text lines, or CSV for forecast); - for stdin."
+        ),
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here (atomically), not stdout. Never the input file itself.",
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.jsonl,
     probabilities: Annotated[
@@ -208,14 +272,20 @@ def run(
         bool, typer.Option(help="Forecast: a forecast for every window, not just the last.")
     ] = False,
     anomalies: Annotated[
-        bool, typer.Option(help="Forecast: flag actual values far from the forecast (rolling).")
+        bool,
+        typer.Option(help="Forecast: flag actual values far from the forecast (needs --rolling)."),
     ] = False,
     threshold: Annotated[
-        float, typer.Option(min=0.0, help="Anomaly threshold in residual standard deviations.")
+        float,
+        typer.Option(
+            min=0.0, help="Anomaly threshold in residual standard deviations (--anomalies)."
+        ),
     ] = 3.0,
     batch_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Inputs per inference batch [default: 64 on CPU, 1024 on CUDA]."),
+        typer.Option(
+            min=1, help="Inputs per inference batch \\[default: 64 on CPU, 1024 on CUDA]."
+        ),
     ] = None,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Lines read, sorted by length and scored at a time.")
@@ -228,13 +298,16 @@ def run(
         ),
     ] = None,
     on_error: Annotated[
-        str, typer.Option(help="record: an error record for a bad line; stop: abort the run.")
-    ] = "record",
+        OnError,
+        typer.Option(help="record: an error record for a bad line; stop: abort the run."),
+    ] = OnError.record,
     max_line_bytes: Annotated[
         int, typer.Option(min=1, help="Longer lines get an error record.")
     ] = DEFAULT_MAX_LINE_BYTES,
     device: DeviceOpt = Device.auto,
-    device_id: Annotated[int, typer.Option(min=0, help="CUDA device id.")] = 0,
+    device_id: Annotated[
+        int, typer.Option(min=0, help="CUDA device id (with --device cuda or auto).")
+    ] = 0,
     threads: ThreadsOpt = None,
     optimization: Annotated[
         Optimization, typer.Option(help="ONNX Runtime graph optimisation level.")
@@ -243,11 +316,18 @@ def run(
         int, typer.Option(min=0, help="Run this many warm-up inferences before scoring.")
     ] = 0,
     profile: Annotated[
-        Path | None, typer.Option(help="Write ONNX Runtime's profile (JSON) with this prefix.")
+        Path | None,
+        typer.Option(
+            metavar="PREFIX",
+            help="Write ONNX Runtime's profile (JSON) to PREFIX_<date>.json.",
+        ),
     ] = None,
     optimized_model: Annotated[
         Path | None,
-        typer.Option(help="Save the ONNX Runtime-optimised graph here (inspection or reuse)."),
+        typer.Option(
+            metavar="FILE",
+            help="Save the ONNX Runtime-optimised graph here (inspection or reuse).",
+        ),
     ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -262,20 +342,22 @@ def run(
     from bilstm.runtime.records import forecast_records, text_records, tsv_columns
 
     _setup_logging(quiet, debug)
-    if on_error not in ("record", "stop"):
-        raise typer.BadParameter(
-            f"must be 'record' or 'stop', got {on_error!r}", param_hint="--on-error"
-        )
     from bilstm.runtime.sharding import parse_shard, select_chunks
 
     try:
         shard_of = parse_shard(shard) if shard is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--shard") from None
-    with user_errors(debug), sigterm_raises():
-        if shard_of is not None and Path(input).suffix.lower() in GENERIC_SUFFIXES:
-            raise BiLSTMError("--shard splits text input by chunks; tensor input has none")
-        if Path(input).suffix.lower() in GENERIC_SUFFIXES:
+    given = {name for name in ctx.params if _given(ctx, name)}
+    with user_errors(debug, output), sigterm_raises():
+        _check_paths(model, input, output, profile, optimized_model)
+        if "device_id" in given and device is Device.cpu:
+            raise BiLSTMError(
+                "--device-id selects a CUDA device; it does not apply to --device cpu"
+            )
+        generic = Path(input).suffix.lower() in GENERIC_SUFFIXES
+        if generic:
+            _refuse_options(given, GENERIC_IGNORES, "tensor input (.npz/.npy/.json)")
             _run_generic(model, Path(input), output, device, device_id, threads, optimization)
             return
         bilstm = BiLSTM.load(
@@ -287,8 +369,7 @@ def run(
             optimized_model_path=optimized_model,
             profile_prefix=str(profile) if profile else None,
         )
-        if shard_of is not None and bilstm.task == "forecast":
-            raise BiLSTMError("--shard splits text input by chunks; forecast input has none")
+        _check_task_options(given, bilstm.task, anomalies)
         if batch_size is None:
             batch_size = bilstm.batch_size
         bilstm.warmup(warmup)
@@ -310,7 +391,7 @@ def run(
                     for chunk in select_chunks(chunks, shard_of):
                         records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
                         bad = [r for r in records if "error" in r]
-                        if bad and on_error == "stop":
+                        if bad and on_error is OnError.stop:
                             raise BiLSTMError(
                                 f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
                             )
@@ -323,7 +404,7 @@ def run(
             writer.flush()
         elapsed = time.perf_counter() - start
         if profile:
-            _stderr(f"profile written to {bilstm.session.end_profiling()}")
+            _report_profile(bilstm.session.end_profiling())
         if not quiet:
             rate = count / elapsed if elapsed > 0 else 0.0
             _stderr(
@@ -332,6 +413,80 @@ def run(
             )
     if failed:
         raise typer.Exit(EXIT_RECORD_ERRORS)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True when the option was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _flag(name: str) -> str:
+    return {"fmt": "--format", "probabilities": "--no-probabilities"}.get(
+        name, "--" + name.replace("_", "-")
+    )
+
+
+def _refuse_options(given: set[str], names: Iterable[str], what: str) -> None:
+    wrong = [_flag(n) for n in names if n in given]
+    if wrong:
+        raise BiLSTMError(f"{', '.join(wrong)}: not used for {what}; leave the option out")
+
+
+def _check_task_options(given: set[str], task: str, anomalies: bool) -> None:
+    """Refuse options that would be silently ignored for this model's task."""
+    for name, tasks in RUN_ONLY_FOR.items():
+        if name in given and task not in tasks:
+            raise BiLSTMError(
+                f"{_flag(name)} applies to {'/'.join(sorted(tasks))} models; this model's task "
+                f"is {task}. Leave the option out"
+            )
+    if "anomalies" in given and anomalies and "rolling" not in given:
+        raise BiLSTMError(
+            "--anomalies compares each window's forecast with the actual values: it needs "
+            "--rolling (one forecast per window)"
+        )
+    if "threshold" in given and not anomalies:
+        raise BiLSTMError("--threshold sets the anomaly cut-off: it needs --anomalies --rolling")
+
+
+def _check_paths(
+    model: str,
+    source: str,
+    output: Path | None,
+    profile: Path | None,
+    optimized_model: Path | None,
+) -> None:
+    """Check every path the run writes before any work: nothing it did not create is lost."""
+    from bilstm.runtime.outpaths import check_output_file
+    from bilstm.runtime.reader import STDIN
+
+    inputs = [p for p in (model, source) if p != STDIN and Path(p).exists()]
+    if output is not None:
+        check_output_file(output, inputs, flag="--output")
+    if optimized_model is not None:
+        check_output_file(
+            optimized_model,
+            [*inputs, *([output] if output else [])],
+            flag="--optimized-model",
+        )
+    if profile is not None:
+        folder = profile.resolve().parent
+        if profile.is_dir() or not folder.is_dir():
+            raise BiLSTMError(
+                f"--profile {profile}: the prefix must name a file in an existing folder "
+                f"(ONNX Runtime writes {profile}_<date>.json); create {folder} first"
+            )
+
+
+def _report_profile(path: str) -> None:
+    """Say where ONNX Runtime wrote its profile, or that it did not."""
+    if not path or not Path(path).is_file():
+        raise BiLSTMError(
+            f"ONNX Runtime did not write the profile file ({path or 'no name given'}); the "
+            "records are complete"
+        )
+    _stderr(f"profile written to {path}")
 
 
 def info(
@@ -417,7 +572,10 @@ def evaluate(
     with user_errors(debug), tempfile.TemporaryDirectory(prefix="bilstm-eval-") as tmp:
         path: str | Path = model
         if Path(model).is_dir():
-            exporter = _plugin("export", group=HOOK_GROUP)
+            try:
+                exporter = _plugin("export", group=HOOK_GROUP)
+            except ImportError:  # the entry point is there, torch or onnx is not
+                exporter = None
             if exporter is None:
                 _missing_plugin("eval CHECKPOINT")
             path = Path(tmp) / "model.onnx"
@@ -481,6 +639,36 @@ def _make_apps() -> tuple[typer.Typer, typer.Typer]:
     return _umbrella_app(), _single_app()
 
 
+def _invoke(app: typer.Typer, args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """Run a Typer app and exit with its code.
+
+    Usage errors are shown as rich's boxed panel only at a terminal; when stderr is a pipe or
+    a log they are click's plain lines, which no one hard-wraps at 80 columns.
+    """
+    # typer >= 0.26 vendors click (its exceptions are not click's own): find the base class of
+    # usage errors through the one typer exports.
+    click_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
+    try:
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except click_error as exc:
+        if sys.stderr.isatty():
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+        else:
+            exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:
+        _stderr("aborted")
+        sys.exit(1)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        sys.exit(EXIT_BROKEN_PIPE)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def main() -> None:
     """Entry point of `bilstm`."""
     argv = sys.argv[1:]
@@ -494,11 +682,10 @@ def main() -> None:
             )
             sys.exit(EXIT_USAGE)
         if plugin is not None:
-            plugin(args=argv[1:], prog_name=f"bilstm {argv[0]}")
-            return
-    _umbrella_app()()
+            _invoke(plugin, argv[1:], f"bilstm {argv[0]}")
+    _invoke(_umbrella_app())
 
 
 def run_main() -> None:
     """Entry point of `bilstm-run` (same as `bilstm run`)."""
-    _single_app()()
+    _invoke(_single_app())

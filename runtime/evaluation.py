@@ -59,6 +59,21 @@ def _classify(model: BiLSTM, data: Path, batch_size: int) -> dict[str, Any]:
 
 def _tag(model: BiLSTM, data: Path, batch_size: int, tag_column: str) -> dict[str, Any]:
     sentences = read_tagged(data, tag_column)
+    known_tags = set(model.labels)
+    unknown: dict[str, int] = {}
+    for sentence in sentences:
+        for tag in sentence.tags:
+            if tag not in known_tags:
+                unknown[tag] = unknown.get(tag, 0) + 1
+    if unknown:
+        # Scoring them would report accuracy 0 for a reason that has nothing to do with the
+        # model: most often the wrong column (--tag-column xpos on a UPOS model).
+        shown = ", ".join(f"{t!r} ({n}x)" for t, n in sorted(unknown.items())[:10])
+        raise DataError(
+            f"{data}: {sum(unknown.values())} gold tags in --tag-column {tag_column} are not "
+            f"among the model's {len(model.labels)} tags ({shown}); the model knows "
+            f"{sorted(known_tags)[:20]}. Is it the column the model was trained on?"
+        )
     preds = model.tag([s.tokens for s in sentences], batch_size)
     gold = [s.tags[: len(p.tags)] for s, p in zip(sentences, preds, strict=True)]
     norm = model._text().tokenizer.normalize

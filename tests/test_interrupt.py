@@ -34,6 +34,43 @@ def test_killed_run_leaves_previous_output(tmp_path: Path, sig: signal.Signals, 
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert "no output file was written" in err
+    assert f"{out} was not written" in err
     assert out.read_text() == "previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "out.jsonl"]
+
+
+def test_interrupt_with_stdout_output_does_not_claim_nothing_was_written(tmp_path: Path) -> None:
+    """Records already printed to stdout are there: the message must not deny them."""
+    src = tmp_path / "big.txt"
+    src.write_text("a gorgeous, witty and seductive movie that never lets up\n" * 400_000)
+    proc = subprocess.Popen(
+        [BIN / "bilstm-run", "sentiment", src, "--threads", "1", "--quiet", "--chunk-size", "64"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # records are flowing
+    assert first.startswith('{"line": 1,')
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "no output file was written" not in err
+    assert "records printed so far are complete" in err
+
+
+def test_closed_pipe_is_not_a_record_error(tmp_path: Path) -> None:
+    """`bilstm-run ... | head` stops quietly with 141 (SIGPIPE's code), not 1 (record errors)."""
+    src = tmp_path / "big.txt"
+    src.write_text("a fine film\n" * 50_000)
+    proc = subprocess.Popen(
+        [BIN / "bilstm-run", "sentiment", src, "--threads", "1", "--chunk-size", "64"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader quits, as `head` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "Broken pipe" not in err, err

@@ -1,0 +1,176 @@
+"""`bilstm-run`/`bilstm eval` refuse, before any work, what would lose data or be ignored.
+
+In-process through Typer's CliRunner: these are argument checks, not process behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bilstm.runtime import cli
+from bilstm.runtime.cli import _make_apps
+
+runner = CliRunner()
+UMBRELLA, SINGLE = _make_apps()
+TEXT = "A gorgeous, witty movie.\nDull and lifeless.\n"
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(SINGLE, [*args])
+
+
+@pytest.fixture()
+def reviews(tmp_path: Path) -> Path:
+    path = tmp_path / "r.txt"
+    path.write_text(TEXT)
+    return path
+
+
+def assert_refused(result, *words: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = result.output.lower()
+    for word in words:
+        assert word.lower() in message, result.output
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(reviews: Path) -> None:
+    assert_refused(run("sentiment", str(reviews), "-o", str(reviews)), "is the input file")
+    assert reviews.read_text() == TEXT
+
+
+def test_output_linked_to_input_is_refused(reviews: Path, tmp_path: Path) -> None:
+    symlink = tmp_path / "link.txt"
+    symlink.symlink_to(reviews)
+    hardlink = tmp_path / "hard.txt"
+    os.link(reviews, hardlink)
+    assert_refused(run("sentiment", str(reviews), "-o", str(symlink)), "is the input file")
+    assert_refused(run("sentiment", str(hardlink), "-o", str(reviews)), "is the input file")
+    assert reviews.read_text() == TEXT
+
+
+def test_output_over_the_model_file_is_refused(tmp_path: Path, reviews: Path) -> None:
+    from bilstm.runtime.builtin import resolve_model
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(resolve_model("sentiment").read_bytes())
+    assert_refused(run(str(model), str(reviews), "-o", str(model)), "is the input file")
+
+
+def test_output_folder_is_refused_before_scoring(reviews: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    assert_refused(run("sentiment", str(reviews), "-o", str(folder)), "is a folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_output_in_missing_folder_is_refused(reviews: Path, tmp_path: Path) -> None:
+    assert_refused(
+        run("sentiment", str(reviews), "-o", str(tmp_path / "no" / "x.jsonl")), "does not exist"
+    )
+
+
+def test_existing_result_file_is_replaced(reviews: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    result = run("sentiment", str(reviews), "-o", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("\n") == 2 and "old" not in out.read_text()
+
+
+def test_optimized_model_in_missing_folder_names_that_path(reviews: Path) -> None:
+    result = run("sentiment", str(reviews), "--optimized-model", "/nonexistent/x.onnx")
+    assert_refused(result, "/nonexistent/x.onnx", "does not exist")
+    assert "sentiment" not in result.output.split("error:")[1].split(":")[0]
+
+
+def test_profile_prefix_in_missing_folder_is_refused(reviews: Path) -> None:
+    assert_refused(run("sentiment", str(reviews), "--profile", "/nonexistent/p"), "--profile")
+
+
+def test_profile_reports_the_file_it_wrote(reviews: Path, tmp_path: Path) -> None:
+    result = run("sentiment", str(reviews), "--profile", str(tmp_path / "prof"))
+    assert result.exit_code == 0, result.output
+    written = result.stderr.split("profile written to ")[1].split("\n")[0].strip()
+    assert Path(written).is_file()
+
+
+@pytest.mark.parametrize(
+    "model, option",
+    [
+        ("sentiment", ["--anomalies"]),
+        ("sentiment", ["--rolling"]),
+        ("sentiment", ["--top-k", "3"]),
+        ("sentiment", ["--threshold", "2"]),
+        ("pos-en", ["--top-k", "3"]),
+        ("cloze-en", ["--no-probabilities"]),
+        ("elecdemand-h1", ["--top-k", "3"]),
+        ("elecdemand-h1", ["--chunk-size", "10"]),
+        ("elecdemand-h1", ["--anomalies"]),  # needs --rolling
+        ("elecdemand-h1", ["--rolling", "--threshold", "2"]),  # needs --anomalies
+        ("sentiment", ["--device", "cpu", "--device-id", "5"]),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(
+    model: str, option: list[str], reviews: Path
+) -> None:
+    result = run(model, str(reviews), *option)
+    assert_refused(result, option[0] if option[0] != "--rolling" else "--")
+
+
+def test_applicable_options_still_work() -> None:
+    demand = Path(__file__).parents[1] / "examples" / "demand.csv"
+    result = run("elecdemand-h1", str(demand), "--rolling", "--anomalies", "--threshold", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_tensor_input_refuses_record_options(tmp_path: Path) -> None:
+    import numpy as np
+
+    feeds = tmp_path / "in.npz"
+    np.savez(feeds, input_ids=np.array([[5, 6]], np.int64), lengths=np.array([2], np.int64))
+    assert_refused(run("sentiment", str(feeds), "--format", "tsv"), "--format", "tensor input")
+
+
+def test_eval_checkpoint_without_training_extra_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime-only install has the entry point but not onnx/torch behind it."""
+
+    def plugin(name: str, group: str = "") -> object:
+        raise ModuleNotFoundError("No module named 'onnx'")
+
+    monkeypatch.setattr(cli, "_plugin", plugin)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    data = tmp_path / "dev.tsv"
+    data.write_text("pos\tgood\n")
+    result = runner.invoke(UMBRELLA, ["eval", str(ckpt), str(data)])
+    assert_refused(result, "pip install", "bilstm[train]")
+
+
+def test_eval_refuses_gold_tags_the_model_does_not_know(tmp_path: Path) -> None:
+    conllu = tmp_path / "dev.conllu"
+    conllu.write_text(
+        "1\tThe\tthe\tDET\tDT\t_\t_\t_\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t_\t_\t_\t_\n\n"
+    )
+    ok = runner.invoke(UMBRELLA, ["eval", "pos-en", str(conllu)])
+    assert ok.exit_code == 0, ok.output
+    assert_refused(
+        runner.invoke(UMBRELLA, ["eval", "pos-en", str(conllu), "--tag-column", "xpos"]),
+        "not among the model's",
+        "'NN'",
+    )
+
+
+def test_help_keeps_bracketed_words() -> None:
+    result = runner.invoke(UMBRELLA, ["--help"])
+    assert "bilstm[train]" in result.output
+    single = runner.invoke(SINGLE, ["--help"], env={"COLUMNS": "200"})
+    on_error = next(line for line in single.output.splitlines() if "│ --on-error" in line)
+    assert "record|stop" in on_error and "<str>" not in on_error
+    assert "[default: 64 on CPU, 1024 on CUDA]" in single.output
