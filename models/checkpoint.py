@@ -11,6 +11,7 @@ examples.json       a few dev texts, used by the exporter's parity check
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,8 @@ SUMMARY = "summary.json"
 EXAMPLES = "examples.json"
 TRAINER_STATE = "trainer_state.pt"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Checkpoint:
@@ -59,23 +62,48 @@ class Checkpoint:
         return self.model_config.task
 
 
+OWN_FILES = (CONFIG, VOCAB, WEIGHTS, HISTORY, SUMMARY, EXAMPLES, TRAINER_STATE)
+"""The files a checkpoint consists of: the only ones a save may replace or remove."""
+
+
+def is_checkpoint_config(path: Path) -> bool:
+    """True when `path` is a bilstm checkpoint's config.json (a JSON object with our keys)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and "format_version" in doc and "task" in doc and "model" in doc
+
+
 def save_checkpoint(
     ckpt: Checkpoint,
     directory: Path,
     weights: dict[str, torch.Tensor] | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> None:
-    """Write `ckpt` to `directory`, replacing it only once every file is complete.
+    """Write `ckpt` to `directory`, touching no file but the checkpoint's own (`OWN_FILES`).
 
     `weights` overrides the model's own state (the best epoch's, while training goes on);
     `trainer_state` is what `--resume` needs to continue training.
+
+    Every file is first written completely into a temporary folder. A new checkpoint folder
+    is then renamed into place in one step. An existing one is updated file by file with
+    `os.replace` (each file is swapped atomically) and config.json last, because replacing
+    the folder itself would delete whatever else a user keeps in it (once, the training
+    data). When the new config differs from the old one (e.g. `--force` onto another run)
+    the old config.json is removed first, so that during the swap the folder is not a
+    loadable mix of two runs; an epoch's save keeps the same config, so a checkpoint read
+    while training goes on stays loadable throughout.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    existing = directory.is_dir()
+    # The temporary folder is beside a new checkpoint (renamed into place whole) and inside
+    # an existing one (same file system for os.replace; its parent may not be writable).
+    where = directory if existing else directory.resolve().parent
+    where.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.resolve().name}.save-", dir=where))
     umask = os.umask(0)
     os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary folder
     try:
         config = {
             "format_version": FORMAT_VERSION,
@@ -99,14 +127,25 @@ def save_checkpoint(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
         save_file(state, str(tmp / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
-        if directory.exists():
-            backup = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(directory, backup)
+        # safetensors creates its file 0600; every file gets the usual 0666 & ~umask, and
+        # the folder (private from mkdtemp) 0777 & ~umask: a checkpoint is an ordinary folder.
+        for path in tmp.iterdir():
+            path.chmod(0o666 & ~umask)
+        tmp.chmod(0o777 & ~umask)
+        if not existing:
             os.replace(tmp, directory)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+            return
+        written = [name for name in OWN_FILES if (tmp / name).is_file()]
+        old_config = directory / CONFIG
+        if old_config.is_file() and old_config.read_bytes() != (tmp / CONFIG).read_bytes():
+            old_config.unlink()
+        for name in written:
+            if name != CONFIG:
+                os.replace(tmp / name, directory / name)
+        for name in OWN_FILES:  # files of the old checkpoint that this one does not have
+            if name not in written and (directory / name).is_file():
+                (directory / name).unlink()
+        os.replace(tmp / CONFIG, directory / CONFIG)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -174,9 +213,7 @@ def load_checkpoint(directory: Path) -> Checkpoint:
             f"{directory / WEIGHTS}: weights do not fit the config ({exc})"
         ) from exc
     model.eval()
-    history: list[dict[str, Any]] = []
-    if (directory / HISTORY).is_file():
-        history = [json.loads(x) for x in (directory / HISTORY).read_text().splitlines() if x]
+    history = _read_history(directory / HISTORY)
     summary = _read_json(directory / SUMMARY) if (directory / SUMMARY).is_file() else {}
     examples = _read_json(directory / EXAMPLES) if (directory / EXAMPLES).is_file() else []
     return Checkpoint(
@@ -191,6 +228,40 @@ def load_checkpoint(directory: Path) -> Checkpoint:
         summary=summary,
         examples=list(examples),
     )
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch metrics; a line that is not a JSON object is skipped with a warning.
+
+    history.jsonl is informational (what was printed during training): nothing loads,
+    exports, evaluates or resumes from it (`--resume` uses trainer_state.pt), so a damaged
+    line must not make a good model unusable. The warning names file:line and the fix.
+    """
+    if not path.is_file():
+        return []
+    history: list[dict[str, Any]] = []
+    raw = path.read_bytes()
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            row, reason = None, str(exc)
+        else:
+            reason = "not a JSON object"
+        if not isinstance(row, dict):
+            log.warning(
+                "%s:%d: skipped a damaged history line (%s); the model is unaffected. "
+                "history.jsonl only records per-epoch metrics: delete the file or the line "
+                "to silence this",
+                path,
+                number,
+                reason,
+            )
+            continue
+        history.append(row)
+    return history
 
 
 def load_trainer_state(directory: Path) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -18,8 +20,14 @@ import typer
 from rich.console import Console
 
 from bilstm.models.config import TrainConfig
-from bilstm.runtime.errors import BiLSTMError, DataError
+from bilstm.runtime.errors import BiLSTMError, CheckpointError, DataError, InputError
+from bilstm.runtime.outpaths import same_file
 from bilstm.runtime.tokenizer import DEFAULT_MAX_LENGTH, TokenizerConfig
+
+try:  # typer >= 0.26 vendors click; its types and exceptions are not click's own
+    from typer import _click as click  # type: ignore[attr-defined,unused-ignore]
+except ImportError:
+    import click  # type: ignore[no-redef,unused-ignore]
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
@@ -83,16 +91,22 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name != "DEFAULT"
 
 
-def _apply_config(ctx: typer.Context, params: dict[str, Any], config: Path | None) -> None:
-    """Fill options not given on the command line from the JSON config file."""
+def _apply_config(ctx: typer.Context, params: dict[str, Any], config: Path | None) -> set[str]:
+    """Fill options not given on the command line from the JSON config file.
+
+    Each value is checked with the option's own rules (type, range, choices, file exists)
+    before any data is read. Returns the names of the options the file set.
+    """
     if config is None:
-        return
+        return set()
     try:
         doc = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{config}: cannot read the config file ({exc})") from exc
     if not isinstance(doc, dict):
         raise DataError(f"{config}: expected a JSON object of option names to values")
+    options = {p.name: p for p in ctx.command.params}
+    from_config = set()
     for key, value in doc.items():
         name = key.replace("-", "_")
         if name not in params or name in ("task", "config", "debug"):
@@ -100,8 +114,227 @@ def _apply_config(ctx: typer.Context, params: dict[str, Any], config: Path | Non
                 f"{config}: unknown option {key!r}; use the names of "
                 "`bilstm train --help` (e.g. hidden_size)"
             )
+        converted = _config_value(ctx, config, key, options[name], value)
         if not _given(ctx, name):
-            params[name] = value
+            params[name] = converted
+            from_config.add(name)
+    return from_config
+
+
+def _config_value(ctx: Any, config: Path, key: str, option: Any, value: Any) -> Any:
+    """`value` from the config file, checked and converted as the command line would."""
+    flag = "--" + str(option.name).replace("_", "-")
+    kind = option.type
+
+    def bad(why: str) -> DataError:
+        return DataError(
+            f"{config}: {key!r} {why}; values in the config file follow the rules of {flag} "
+            "(see `bilstm train --help`)"
+        )
+
+    if value is None:
+        if option.default is None:
+            return None
+        raise bad("is null; give a value or leave the key out")
+    if isinstance(kind, click.types.BoolParamType):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(kind, click.types.IntParamType):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(kind, click.types.FloatParamType):
+        ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    else:  # choices, strings, paths
+        ok, want = isinstance(value, str), "a string"
+    if not ok:
+        raise bad(f"is {json.dumps(value)}, expected {want}")
+    try:
+        converted = option.type_cast_value(ctx, value)
+    except click.ClickException as exc:
+        raise bad(f"is {json.dumps(value)}: {exc.message}") from None
+    return converted.value if isinstance(converted, Enum) else converted
+
+
+DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+
+
+def _check_device(device: str, source: str) -> None:
+    if not DEVICE.fullmatch(device):
+        raise InputError(
+            f"{source} {device!r}: not a device bilstm trains on; use cpu, cuda or cuda:N "
+            "(N = the GPU index)"
+        )
+
+
+def _check_model_options(task: str, model_cfg: dict[str, Any]) -> None:
+    """Combinations of model options that cannot work (e.g. --proj-size >= --hidden-size)."""
+    from bilstm.models.config import ModelConfig
+
+    probe = ModelConfig(vocab_size=2, num_labels=1, task=task, num_features=1, **model_cfg)
+    try:
+        probe.validate()
+    except CheckpointError as exc:
+        raise InputError(f"model options: {exc}") from None
+
+
+def _check_out(p: dict[str, Any], force: bool, resume: bool) -> None:
+    """Refuse an --out that training would damage, before any data is read.
+
+    --out is a folder that the checkpoint's files are written into: it may be new, empty, or
+    an earlier checkpoint (continued with --resume, replaced with --force). An existing file,
+    a folder holding anything else, or a folder holding one of the inputs is refused.
+    """
+    from bilstm.models.checkpoint import CONFIG, is_checkpoint_config
+
+    out = Path(p["out"])
+    inputs = {"--data": p["data"], "--dev": p["dev"], "--config": p["config"]}
+    inputs["--vectors"] = p["vectors"]
+    for flag, source in inputs.items():
+        if source is None:
+            continue
+        source = Path(source)
+        if same_file(out, source) or out.resolve() == source.resolve():
+            raise InputError(
+                f"--out {out} is the {flag} file; writing the checkpoint folder there would "
+                "destroy it. Give --out a new folder (e.g. runs/NAME)"
+            )
+        if any(same_file(out, d) for d in source.resolve().parents) or out.resolve() in (
+            source.resolve().parents
+        ):
+            raise InputError(
+                f"--out {out} contains the {flag} file {source}; a checkpoint folder must not "
+                f"hold the training inputs. Move {source.name} elsewhere or give --out a "
+                "new folder (e.g. runs/NAME)"
+            )
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise InputError(
+            f"--out {out} is a file; --out names the folder the checkpoint is written to. "
+            "Give a new folder name (e.g. runs/NAME)"
+        )
+    is_checkpoint = out.is_dir() and is_checkpoint_config(out / CONFIG)
+    if resume:
+        if not is_checkpoint:
+            raise CheckpointError(
+                f"{out}: not a checkpoint folder (no bilstm config.json); --resume continues "
+                "the run that an earlier `bilstm train` saved in --out. Drop --resume to start "
+                "a new run"
+            )
+    elif is_checkpoint:
+        if not force:
+            raise InputError(
+                f"--out {out} already holds a bilstm checkpoint; pass --resume to continue "
+                "that run, --force to replace it (other files in the folder are kept), or "
+                "give --out another folder"
+            )
+    elif out.is_dir():
+        try:
+            others = sorted(x.name for x in out.iterdir())
+        except OSError as exc:
+            raise InputError(f"--out {out}: cannot list the folder ({exc})") from None
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise InputError(
+                f"--out {out} is a folder that already holds other files ({shown}) and no "
+                "bilstm checkpoint; training writes its checkpoint files into --out. Give "
+                f"a new or empty folder (e.g. {out / 'run'})"
+            )
+    existing = out
+    while not existing.exists():
+        existing = existing.resolve().parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: the folder {existing} is not writable")
+
+
+def _option(name: str, value: Any) -> str:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + name.replace("_", "-")
+    return f"{flag} {value}"
+
+
+def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None:
+    """On --resume, take every setting the run was saved with, and refuse a different one.
+
+    The saved run fixes its architecture, vocabulary, tokenizer and task settings, its seed
+    (the random state is restored) and the optimiser's lr and weight decay (restored with
+    the optimiser, the lr possibly already halved on a plateau): a different value given
+    now would be silently ignored, so it is an error. Training-loop options (--epochs,
+    --patience, --batch-size, --clip-norm, --class-weights, --word-dropout) may change; when
+    not given they keep the saved run's values, not the command's defaults. `given` maps the
+    options set on the command line or in --config to where they came from.
+    """
+    out = Path(p["out"])
+    from bilstm.models.checkpoint import CONFIG
+
+    try:
+        saved = json.loads((out / CONFIG).read_text(encoding="utf-8"))
+        model, train, tc = saved["model"], saved["train"], saved.get("task_config") or {}
+        tok = saved.get("tokenizer") or {}
+        saved_task = saved["task"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{out / CONFIG}: malformed checkpoint config ({exc!r})") from None
+    if saved_task != task:
+        raise CheckpointError(f"{out}: is a {saved_task} checkpoint, cannot resume it as {task}")
+    fixed: dict[str, Any] = {
+        "hidden_size": model.get("hidden_size"),
+        "layers": model.get("num_layers"),
+        "cell": model.get("cell"),
+        "merge": model.get("merge"),
+        "proj_size": model.get("proj_size"),
+        "dropout": model.get("dropout"),
+        "lr": train.get("lr"),
+        "weight_decay": train.get("weight_decay"),
+        "seed": train.get("seed"),
+    }
+    if task != "forecast":
+        fixed |= {
+            "embedding_dim": model.get("embedding_dim"),
+            "embedding_dropout": model.get("embedding_dropout"),
+            "max_length": tok.get("max_length"),
+            "lowercase": tok.get("lowercase"),
+            "min_freq": train.get("min_freq"),
+            "max_vocab": train.get("max_vocab"),
+            "vectors": train.get("vectors"),
+        }
+    if task == "classify":
+        fixed["pooling"] = model.get("pooling")
+    if task == "tag":
+        fixed["char_features"] = bool(model.get("char_vocab_size"))
+    if task == "forecast":
+        columns = list(tc.get("columns") or [])
+        fixed |= {
+            "target": tc.get("target"),
+            "features": ",".join(columns[1:]),
+            "window": tc.get("window"),
+            "horizon": tc.get("horizon"),
+            "season": tc.get("season"),
+        }
+    loop = ["epochs", "batch_size", "clip_norm", "patience"]
+    loop += {"classify": ["class_weights"], "tag": ["word_dropout"]}.get(task, [])
+    differ = []
+    for name, was in fixed.items():
+        now = p[name].value if isinstance(p[name], Enum) else p[name]
+        if name not in given:
+            p[name] = was
+            continue
+        if name == "features":
+            same = [f.strip() for f in str(now).split(",") if f.strip()] == columns[1:]
+        elif name == "vectors":
+            same = was is not None and (str(now) == was or same_file(Path(now), Path(was)))
+        else:
+            same = now == was
+        if not same:
+            differ.append(f"{_option(name, now)}{given[name]} (the saved run has {was})")
+    if differ:
+        raise InputError(
+            f"--resume {out}: the saved run fixes these settings, and they differ: "
+            + "; ".join(differ)
+            + ". A resumed run keeps its architecture, vocabulary, tokenizer, task settings, "
+            "seed, lr and weight decay (only --epochs, --patience, --batch-size, --clip-norm, "
+            "--class-weights, --word-dropout, --device and --threads may change): drop those "
+            "options, or train a new run into another --out"
+        )
+    for name in loop:
+        if name not in given and name in train:
+            p[name] = train[name]
 
 
 def _check_task_options(
@@ -135,7 +368,15 @@ def train(
             exists=True, dir_okay=False, help="Dev data (same format): metrics, early stopping."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help=(
+                "Checkpoint folder to write: new or empty (an existing checkpoint needs "
+                "--resume or --force; a file or a folder of other files is refused)."
+            )
+        ),
+    ],
     config: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="JSON file of option values.")
     ] = None,
@@ -209,7 +450,9 @@ def train(
     clip_norm: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 5.0,
     patience: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING)] = 3,
     seed: Annotated[int, typer.Option(rich_help_panel=TRAINING)] = 13,
-    device: Annotated[str, typer.Option(rich_help_panel=TRAINING, help="cpu or cuda")] = "cpu",
+    device: Annotated[
+        str, typer.Option(rich_help_panel=TRAINING, help="cpu, cuda or cuda:N")
+    ] = "cpu",
     threads: Annotated[
         int | None, typer.Option(min=1, rich_help_panel=TRAINING, help="torch intra-op threads.")
     ] = None,
@@ -219,6 +462,14 @@ def train(
         typer.Option(
             rich_help_panel=TRAINING,
             help="Continue the run saved in --out (weights, optimiser, epoch).",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            rich_help_panel=TRAINING,
+            help="Replace the checkpoint already in --out (files of your own there are kept).",
         ),
     ] = False,
     vectors: Annotated[
@@ -235,10 +486,14 @@ def train(
     """Train a BiLSTM model for TASK and write a checkpoint folder to --out."""
     params = dict(ctx.params)
     try:
-        before = dict(params)
-        _apply_config(ctx, params, config)
-        from_config = {k for k in params if params[k] != before[k]}
+        from_config = _apply_config(ctx, params, config)
         _check_task_options(ctx, task.value, params, from_config)
+        given = {name: "" for name in params if _given(ctx, name)}
+        given |= {name: f" (from {config})" for name in from_config}
+        _check_device(params["device"], "--device" + given.get("device", ""))
+        _check_out(params, params["force"], params["resume"])
+        if params["resume"]:
+            _resume_options(task.value, params, given)
         _train(Task(params["task"]), params)
     except BiLSTMError as exc:
         if debug:
@@ -270,6 +525,9 @@ def _train(task: Task, p: dict[str, Any]) -> None:
             "embedding_dim": p["embedding_dim"],
             "embedding_dropout": p["embedding_dropout"],
         }
+    if task is Task.classify:
+        model_cfg["pooling"] = Pooling(p["pooling"]).value
+    _check_model_options(task.value, model_cfg)
     train_cfg = TrainConfig(
         epochs=p["epochs"],
         batch_size=p["batch_size"],
@@ -330,7 +588,6 @@ def _run_task(
     if task is Task.classify:
         from bilstm.models.classify import train_classifier
 
-        model_cfg["pooling"] = Pooling(p["pooling"]).value
         train_classifier(
             datasets.read_classification(data, p["skip_bad_lines"]),
             datasets.read_classification(dev, p["skip_bad_lines"]),
@@ -361,10 +618,8 @@ def _run_task(
     elif task is Task.forecast:
         from bilstm.models.forecasting import train_forecaster
 
-        if not p["target"]:
-            if not p["resume"]:
-                raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
-            p["target"] = json.loads((out / "config.json").read_text())["task_config"]["target"]
+        if not p["target"]:  # on --resume, the saved run's target is filled in
+            raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
         train_series = datasets.read_series(data)
         if p["target"] not in train_series.columns:
             raise DataError(
