@@ -9,12 +9,11 @@ key named.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bilstm.runtime.errors import MetadataError
-from bilstm.runtime.tokenizer import TokenizerConfig
+from bilstm.runtime.tokenizer import PatternError, TokenizerConfig, check_pattern
 from bilstm.runtime.vocab import PAD, UNK
 
 METADATA_KEY = "bilstm"
@@ -64,18 +63,15 @@ def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: st
 
 
 def _check_pattern(pattern: str) -> None:
-    """The tokenizer pattern must compile and must not match the empty string."""
+    """The tokenizer pattern must be usable in linear time and never match the empty string
+    (`tokenizer.check_pattern`: built-in patterns, or patterns RE2 can run exactly)."""
     try:
-        regex = re.compile(pattern)
-    except re.error as exc:
+        check_pattern(pattern)
+    except PatternError as exc:
+        shown = pattern if len(pattern) <= 120 else pattern[:120] + "..."
         raise MetadataError(
-            f"model metadata 'tokenizer.pattern' is not a valid regular expression ({exc})"
+            f"model metadata 'tokenizer.pattern' {shown!r} cannot be used: {exc}"
         ) from None
-    if regex.fullmatch("") is not None:
-        raise MetadataError(
-            "model metadata 'tokenizer.pattern' matches the empty string; every token must "
-            "have at least one character"
-        )
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
