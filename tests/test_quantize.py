@@ -124,7 +124,7 @@ def test_int8_gru_stays_fp32_with_a_warning(
 
 
 def test_int8_refuses_an_lstm_that_stays_fp32(tmp_path: Path) -> None:
-    """DESIGN.md trap 6: weights computed at run time leave the LSTM unquantised; say so."""
+    """docs/export-notes.md 6: weights computed at run time leave the LSTM unquantised."""
     ckpt = checkpoint(6)
     fp32 = tmp_path / "fp32.onnx"
     export_checkpoint(ckpt, fp32, verify=False)
