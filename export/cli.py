@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,9 +67,17 @@ def export(
             "operators, so any language with ONNX Runtime can use it.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace OUT if it exists (it is kept otherwise)."),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug")] = False,
 ) -> None:
-    """Export a checkpoint to one self-describing ONNX file, verified against PyTorch."""
+    """Export a checkpoint to one self-describing ONNX file, verified against PyTorch.
+
+    OUT may not be the checkpoint folder or inside it, nor a folder; an existing OUT is
+    replaced only with --force (and only once the new model is verified).
+    """
     from bilstm.export.exporter import export_checkpoint
 
     logging.basicConfig(
@@ -77,22 +86,27 @@ def export(
         format="%(levelname)s: %(message)s",
     )
     try:
-        report = export_checkpoint(
-            checkpoint,
-            out,
-            opset=opset,
-            verify=verify,
-            tolerance=tolerance,
-            quantize=quantize.value if quantize else None,
-            fp16=fp16,
-            variant_tolerance=variant_tolerance,
-            with_tokenizer=with_tokenizer,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            report = export_checkpoint(
+                checkpoint,
+                out,
+                opset=opset,
+                verify=verify,
+                tolerance=tolerance,
+                quantize=quantize.value if quantize else None,
+                fp16=fp16,
+                variant_tolerance=variant_tolerance,
+                with_tokenizer=with_tokenizer,
+                force=force,
+            )
     except BiLSTMError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
     if report.parity is not None:
         for case in report.parity.cases:
             typer.echo(

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +19,9 @@ from bilstm.export.verify import FP32_TOLERANCE, ParityReport, check_parity
 from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.runtime import metadata as md
 from bilstm.runtime.atomic import atomic_path
-from bilstm.runtime.errors import ExportError
+from bilstm.runtime.errors import CheckpointError, ExportError, InputError
 from bilstm.runtime.metadata import ModelMetadata
+from bilstm.runtime.outpaths import check_not_an_input, check_output_file, same_file
 from bilstm.runtime.version import __version__
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,39 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
         onnx.save_model(model, str(tmp))
 
 
+def check_export_output(checkpoint: Path | Checkpoint, out: Path, force: bool = True) -> None:
+    """Refuse, before any work, an `out` whose writing would destroy what export did not create.
+
+    Refused always: the checkpoint folder itself, a path inside it (its files are the export's
+    input, and `bilstm train` replaces the whole folder on every save, so a model kept there
+    would vanish), a link to one of its files, a folder, a path whose folder does not exist.
+    An existing `out` file is replaced only with `force` (`bilstm export --force`).
+    """
+    out = Path(out)
+    if not isinstance(checkpoint, Checkpoint):
+        folder = Path(checkpoint)
+        if not folder.is_dir():
+            raise CheckpointError(
+                f"{folder}: not a checkpoint folder (expected the --out folder of `bilstm train`)"
+            )
+        elsewhere = folder.resolve().parent / f"{folder.resolve().name}.onnx"
+        if same_file(out, folder):
+            raise InputError(
+                f"{out}: OUT is the checkpoint folder {folder} (the export's input); "
+                f"give a .onnx file outside it, e.g. {elsewhere}"
+            )
+        home = folder.resolve()
+        where = {out.resolve(), out.parent.resolve() / out.name}
+        if any(home in p.parents for p in where):
+            raise InputError(
+                f"{out}: OUT is inside the checkpoint folder {folder}; its files are the "
+                "export's input and bilstm train replaces that folder on every save, so write "
+                f"the model outside it, e.g. {elsewhere}"
+            )
+        check_not_an_input(out, [p for p in folder.iterdir() if p.is_file()], flag="OUT")
+    check_output_file(out, force=force, flag="OUT")
+
+
 def export_checkpoint(
     checkpoint: Path | Checkpoint,
     out: Path,
@@ -100,6 +135,7 @@ def export_checkpoint(
     fp16: bool = False,
     variant_tolerance: float | None = None,
     with_tokenizer: bool = False,
+    force: bool = True,
 ) -> ExportReport:
     """Export a `bilstm train` checkpoint (folder or loaded) to `out`.
 
@@ -111,6 +147,11 @@ def export_checkpoint(
     `with_tokenizer=True` wraps the graph in its own preprocessing (raw `text` in, labels out;
     `bilstm.export.standalone`, opset >= 20, the default then) and proves it on raw texts.
     `opset` defaults to `DEFAULT_OPSET`.
+
+    `out` is checked before any work (`check_export_output`): it may not be the checkpoint
+    folder, inside it or a link to one of its files, nor a folder, and its folder must exist
+    (`InputError`). An existing `out` file is replaced (atomically, once the export succeeded)
+    unless `force=False`, as `bilstm export` without `--force` does.
     """
     started = time.perf_counter()
     if quantize is not None and quantize not in ("int8",):
@@ -118,6 +159,8 @@ def export_checkpoint(
     if quantize and fp16:
         raise ExportError("--quantize int8 and --fp16 exclude each other; choose one")
     precision = "fp16" if fp16 else quantize or "fp32"
+    out = Path(out)
+    check_export_output(checkpoint, out, force)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if with_tokenizer:
         from bilstm.export.standalone import STANDALONE_OPSET, check_supported
@@ -131,9 +174,6 @@ def export_checkpoint(
     opset = DEFAULT_OPSET if opset is None else opset
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ExportError(f"{out}: the output folder {out.parent} does not exist")
     ckpt.model.eval()
     model = build_graph(ckpt.model_config, ckpt.model.state_dict(), opset)
     check_graph(model, ckpt.model_config)
@@ -145,6 +185,8 @@ def export_checkpoint(
             candidate = Path(tmp) / "candidate.onnx"
             onnx.save_model(model, candidate)
             parity = check_parity(ckpt, candidate, tolerance=tolerance)
+        if parity.note:
+            warnings.warn(f"{out}: {parity.note}", UserWarning, stacklevel=2)
     export_info = {
         "opset": opset,
         "precision": "fp32",
@@ -161,6 +203,8 @@ def export_checkpoint(
             ckpt, model, precision, verify=verify, tolerance=variant_tolerance
         )
         sha = weights_hash(model)
+        if parity is not None and parity.note and variant_parity is not None:
+            variant_parity.setdefault("note", parity.note)
         fp32_info = {k: export_info[k] for k in ("weights_sha256", "parity")}
         export_info |= {
             "precision": precision,

@@ -47,6 +47,7 @@ def _recurrence(
     body.op("Where", ["valid_t", c_new, "c_prev"], ["c_out"])
     body.op("Mul", [h_new, body.op("Cast", ["valid_t"], to=TensorProto.FLOAT)], ["y_t"])
     f32 = TensorProto.FLOAT
+    proj = w_hr.shape[0]
     return helper.make_graph(
         body.nodes,
         f"{tag}_body",
@@ -57,9 +58,9 @@ def _recurrence(
             helper.make_tensor_value_info("valid_t", TensorProto.BOOL, None),
         ],
         outputs=[
-            helper.make_tensor_value_info("h_out", f32, None),
-            helper.make_tensor_value_info("c_out", f32, None),
-            helper.make_tensor_value_info("y_t", f32, None),
+            helper.make_tensor_value_info("h_out", f32, [None, proj]),
+            helper.make_tensor_value_info("c_out", f32, [None, hidden]),
+            helper.make_tensor_value_info("y_t", f32, [None, proj]),
         ],
     )
 

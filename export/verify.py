@@ -25,12 +25,23 @@ absolute near zero and 1e-5 relative for large logits (float32 sums over thousan
 as in a cloze model's vocabulary-wide output layer, round differently in the two engines)."""
 
 
+NO_EXAMPLES_NOTE = (
+    "no dev examples to check parity on (the checkpoint's examples.json is missing, empty or "
+    "has no text with a token): parity was checked on random batches only; keep examples.json "
+    "(bilstm train writes it) to check real inputs too"
+)
+
+
 @dataclass
 class ParityReport:
     """Max abs/rel differences per output and case; `ok` when all are within tolerance."""
 
     tolerance: float
     cases: list[dict[str, Any]] = field(default_factory=list)
+    dev_examples: int = 0
+    """Rows of the checkpoint's stored dev examples among the cases (0: random batches only)."""
+    note: str | None = None
+    """Why the check is weaker than usual (no dev examples), None when it is not."""
 
     @property
     def max_abs(self) -> float:
@@ -44,7 +55,15 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form stored in the model metadata."""
-        return {"tolerance": self.tolerance, "max_abs": self.max_abs, "cases": self.cases}
+        report: dict[str, Any] = {
+            "tolerance": self.tolerance,
+            "max_abs": self.max_abs,
+            "dev_examples": self.dev_examples,
+            "cases": self.cases,
+        }
+        if self.note:
+            report["note"] = self.note
+        return report
 
 
 def ragged_batch(
@@ -163,7 +182,8 @@ def check_parity(
     """Compare PyTorch and ONNX Runtime on every output of the graph.
 
     Cases: ragged random batches at `shapes` (batch, time), plus the checkpoint's stored dev
-    examples. Raises `ParityError` listing every breach.
+    examples (without any, the report's `dev_examples` is 0 and its `note` says so). Raises
+    `ParityError` listing every breach.
     """
     session = create_session(onnx_path, device=Device.cpu, threads=1)
     cases = [
@@ -171,11 +191,14 @@ def check_parity(
         for i, (b, t) in enumerate(shapes)
     ]
     real = example_feeds(ckpt)
+    report = ParityReport(tolerance=tolerance)
     if real is not None:
         first = next(iter(real.values()))
         cases.append((f"dev examples batch={first.shape[0]} time={first.shape[1]}", real))
+        report.dev_examples = int(first.shape[0])
+    else:
+        report.note = NO_EXAMPLES_NOTE
     names = [o.name for o in session.get_outputs()]
-    report = ParityReport(tolerance=tolerance)
     for name, feeds in cases:
         ref = reference_outputs(ckpt, feeds)
         got = dict(zip(names, session.run(names, feeds), strict=True))

@@ -134,23 +134,28 @@ def merge(
         typer.Option(min=0, help="Expected number of records (catches a missing last shard)."),
     ] = None,
     key: Annotated[str, typer.Option(help="Record field that numbers the records.")] = "line",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace OUT if it exists (it is kept otherwise).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Merge the JSONL outputs of `bilstm-run --shard I/N` into one file, in input order.
 
     Every input must be sorted by line (as bilstm-run writes it); the merge streams them and
-    stops with an error (leaving no output file) on a line found twice or missing.
+    stops with an error (leaving no output file) on a line found twice or missing. OUT may not
+    be one of the inputs (also through a link) nor a folder; an existing OUT is replaced only
+    with --force.
     """
     from bilstm.runtime.atomic import atomic_path
     from bilstm.runtime.cli import user_errors
+    from bilstm.runtime.outpaths import check_output_file
 
     with user_errors(debug):
         if str(output) == "-":
             merge_jsonl(inputs, sys.stdout, key, lines)
             sys.stdout.flush()
             return
-        if any(output.resolve() == p.resolve() for p in inputs if p.exists()):
-            raise InputError(f"{output}: the output is also an input; write elsewhere")
+        check_output_file(output, inputs, force=force, flag="OUT")
         with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as fh:
             count = merge_jsonl(inputs, fh, key, lines)
         typer.echo(f"{count} records from {len(inputs)} files -> {output}", err=True)
