@@ -17,10 +17,18 @@ def test_cuda_request_without_cuda_says_why() -> None:
         BiLSTM.load("sentiment", device="cuda")
 
 
-def test_auto_uses_what_is_there() -> None:
-    model = BiLSTM.load("sentiment", device="auto", threads=1)
-    expected = "CUDAExecutionProvider" if HAS_CUDA else "CPUExecutionProvider"
-    assert model.providers[0] == expected
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_auto_without_cuda_runs_on_the_cpu_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="bilstm"):
+        model = BiLSTM.load("sentiment", device="auto", threads=1)
+    assert model.providers == ["CPUExecutionProvider"]
+    assert "no CUDA provider" in caplog.text
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_auto_with_cuda_prefers_it() -> None:
+    assert BiLSTM.load("sentiment", device="auto").providers[0] == "CUDAExecutionProvider"
 
 
 @pytest.mark.cuda

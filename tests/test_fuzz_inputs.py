@@ -329,7 +329,10 @@ def test_reader_edge_case_is_a_data_error(
 ) -> None:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    _parses_or_data_error(lambda: read(path))
+    # Each case is bad data (with skip_bad_lines, a file of nothing but bad lines): it must be
+    # refused with a DataError, not parsed and not any other exception.
+    with pytest.raises(DataError):
+        read(path)
 
 
 # -- bilstm-run on the shipped model ------------------------------------------------------------
