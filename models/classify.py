@@ -86,8 +86,11 @@ def train_classifier(
     data_info: dict[str, Any],
     console: Console | None = None,
     resume: bool = False,
+    paths: tuple[Path, Path] | None = None,
 ) -> Checkpoint:
     """Train a classifier, keep the best epoch by dev accuracy, save it to `out` each epoch.
+
+    `paths` (training, dev file) make error messages name the files.
 
     `model_cfg` holds `ModelConfig` fields except vocab_size/num_labels, which come from data.
     With `resume`, training continues from the checkpoint at `out`.
@@ -124,11 +127,7 @@ def train_classifier(
     vocab, labels, model = base.vocabulary, base.labels, base.model.to(device)
     base = replace(base, train_config=train_cfg)
     tok = Tokenizer(base.tokenizer)
-    unseen = sorted({it.label for it in [*train_items, *dev_items]} - set(labels))
-    if unseen:
-        raise DataError(
-            f"labels {unseen} occur in the data but not in the training labels {labels}"
-        )
+    _check_known_labels(labels, {"training": train_items, "dev": dev_items}, paths, resume)
     index = {lab: i for i, lab in enumerate(labels)}
     # A text with no tokens cannot go through a packed RNN (length 0). In training it is seen
     # as a single <unk>; at inference such a text gets no label at all.
@@ -166,3 +165,29 @@ def train_classifier(
         f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
     )
     return ckpt
+
+
+def _check_known_labels(
+    labels: list[str],
+    splits: dict[str, Sequence[LabelledText]],
+    paths: tuple[Path, Path] | None,
+    resume: bool,
+) -> None:
+    """Refuse data with a label the model has no output for, naming file:line of its first use."""
+    known = set(labels)
+    where = dict(zip(splits, paths or ("training data", "dev data"), strict=True))
+    unseen: dict[str, tuple[str, int]] = {}
+    for split, items in splits.items():
+        for item in items:
+            if item.label not in known and item.label not in unseen:
+                unseen[item.label] = (split, item.line)
+    if not unseen:
+        return
+    label, (split, line) = next(iter(unseen.items()))
+    more = f" (all unknown labels: {sorted(unseen)})" if len(unseen) > 1 else ""
+    origin = "the checkpoint being resumed" if resume else f"the training data {where['training']}"
+    raise DataError(
+        f"{where[split]}:{line}: label {label!r} is not among the labels of {origin} "
+        f"({labels}){more}; the model can only predict labels seen in training. Add training "
+        "examples with it, or fix the label"
+    )

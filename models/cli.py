@@ -433,7 +433,12 @@ def train(
     features: Annotated[
         str | None,
         typer.Option(
-            rich_help_panel=SERIES, help="Comma-separated; default all other numeric columns."
+            rich_help_panel=SERIES,
+            help=(
+                "Comma-separated. Default: every other numeric column except row-index-like "
+                "ones (named index/id/row/step..., or integers counting up by a constant "
+                "step), which are reported on stderr; name them here to use them."
+            ),
         ),
     ] = None,
     window: Annotated[int, typer.Option(min=1, rich_help_panel=SERIES)] = 48,
@@ -573,6 +578,37 @@ def _distributed(cfg: TrainConfig) -> Iterator[Console]:
         torch.distributed.destroy_process_group()
 
 
+def _default_features(data: Path, series: Any, target: str, console: Console) -> list[str]:
+    """All numeric columns but the target and row-index-like ones (reported on stderr).
+
+    A column with numbers and a non-numeric cell is an error naming file:line; a column of
+    text only (e.g. dates) is left out and reported.
+    """
+    from bilstm.models.forecasting import index_like_columns
+
+    for name, (_, _, numbers) in series.non_numeric.items():
+        if numbers and name != target:
+            raise series.cell_error(
+                data,
+                name,
+                "; fix the cell, or name the feature columns with --features "
+                "(default: every other numeric column)",
+            )
+    text = [c for c in series.non_numeric if c != target]
+    if text:
+        console.print(f"forecast: not using the non-numeric columns {text} as features")
+    candidates = [c for c in series.columns if c != target]
+    excluded = index_like_columns({c: series.columns[c] for c in candidates})
+    if excluded:
+        why = "; ".join(f"'{c}' {reason}" for c, reason in excluded.items())
+        console.print(
+            f"forecast: not using {list(excluded)} as features: they look like row indexes "
+            f"({why}), which would teach the model the position in the file. Name them in "
+            "--features to use them anyway"
+        )
+    return [c for c in candidates if c not in excluded]
+
+
 def _run_task(
     task: Task,
     p: dict[str, Any],
@@ -598,6 +634,7 @@ def _run_task(
             info,
             console=console,
             resume=p["resume"],
+            paths=(data, dev),
         )
     elif task is Task.tag:
         from bilstm.models.tagging import train_tagger
@@ -614,6 +651,7 @@ def _run_task(
             info,
             console=console,
             resume=p["resume"],
+            paths=(data, dev),
         )
     elif task is Task.forecast:
         from bilstm.models.forecasting import train_forecaster
@@ -621,16 +659,18 @@ def _run_task(
         if not p["target"]:  # on --resume, the saved run's target is filled in
             raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
         train_series = datasets.read_series(data)
-        if p["target"] not in train_series.columns:
+        target = p["target"]
+        if target not in train_series.columns:
+            if target in train_series.non_numeric:
+                raise train_series.cell_error(data, target, " (the --target column)")
             raise DataError(
-                f"{data}: --target {p['target']!r} is not a numeric column "
+                f"{data}: --target {target!r} is not a numeric column "
                 f"(numeric columns: {list(train_series.columns)})"
             )
-        feats = (
-            [f.strip() for f in p["features"].split(",") if f.strip()]
-            if p["features"]
-            else [c for c in train_series.columns if c != p["target"]]
-        )
+        if p["features"] is not None:
+            feats = [f.strip() for f in p["features"].split(",") if f.strip()]
+        else:
+            feats = _default_features(data, train_series, target, console)
         columns = [p["target"], *[f for f in feats if f != p["target"]]]
         train_series = datasets.read_series(data, columns)
         train_forecaster(
@@ -652,8 +692,8 @@ def _run_task(
         from bilstm.models.cloze import train_cloze
 
         train_cloze(
-            datasets.read_text_lines(data),
-            datasets.read_text_lines(dev),
+            datasets.read_text_lines(data, p["skip_bad_lines"]),
+            datasets.read_text_lines(dev, p["skip_bad_lines"]),
             out,
             model_cfg,
             train_cfg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,34 @@ from bilstm.runtime.metrics import error_metrics, forecast_baselines
 from bilstm.runtime.version import __version__
 
 NUM_EXAMPLES = 8
+
+
+INDEX_NAMES = re.compile(
+    r"(index|idx|id|row|rows|row_?(id|no|num|number|index)|step|steps|time_?step|"
+    r"unnamed: ?\d+)",
+    re.IGNORECASE,
+)
+
+
+def index_like_columns(columns: dict[str, list[float]]) -> dict[str, str]:
+    """Columns that look like row indexes, with the reason: a name such as index, id, row or
+    step, or integers that count up by the same step on every row (1, 2, 3, ...).
+
+    As a feature such a column tells the model where in the file a row is, not anything it
+    can use on new data (whose index values it never saw), so it is not a default feature.
+    """
+    found: dict[str, str] = {}
+    for name, values in columns.items():
+        if INDEX_NAMES.fullmatch(name.strip()):
+            found[name] = "is named like a row index"
+            continue
+        arr = np.asarray(values, np.float64)
+        if len(arr) < 3 or not np.all(arr == np.round(arr)):
+            continue
+        steps = np.diff(arr)
+        if steps[0] > 0 and np.all(steps == steps[0]):
+            found[name] = f"counts up by {steps[0]:g} on every row"
+    return found
 
 
 def make_windows(
@@ -208,15 +237,40 @@ def train_forecaster(
             "residual_std": residuals.std(axis=0).tolist(),
         },
     )
+    # The dev windows above forecast every dev row: the first `window` of them take their
+    # context from the end of the training series. `bilstm eval` on the dev file alone has no
+    # training rows, so it scores only the windows whose context lies in the dev file (the
+    # first forecast at dev row window + 1). Both figures go into the summary and the output.
+    alone = ends_dv >= len(tr) + window
+    dev_only: dict[str, Any] = {"windows": int(alone.sum())}
+    if alone.any():
+        dev_only |= error_metrics(y_dv[alone], spec.predict(model, "dev")[alone])
+    ckpt = replace(
+        ckpt,
+        summary=ckpt.summary | {"dev_windows": len(x_dv), "dev_file_alone_metrics": dev_only},
+    )
     if distributed()[0] == 0:
         save_checkpoint(ckpt, out, trainer_state=load_trainer_state(out))
     m = ckpt.summary["dev_metrics"]
+    dev_name = data_info.get("dev", "the dev file")
     console.print(
         f"best epoch {ckpt.summary['best_epoch']}: dev RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} "
         f"(persistence RMSE {m['baseline_persistence_rmse']:.4f}"
         + (f", seasonal-naive RMSE {m['baseline_seasonal_naive_rmse']:.4f}" if season else "")
-        + f"); saved {out}"
+        + f") over {len(x_dv)} windows: every dev row is forecast, the first "
+        f"{min(window, len(x_dv))} from windows that start in the last training rows; saved {out}"
     )
+    if "rmse" in dev_only:
+        console.print(
+            f"`bilstm eval` on {dev_name} alone scores {dev_only['windows']} windows (the "
+            f"first {window} dev rows are only context there): on those, dev RMSE "
+            f"{dev_only['rmse']:.4f} MAE {dev_only['mae']:.4f}"
+        )
+    else:
+        console.print(
+            f"`bilstm eval` on {dev_name} alone cannot score it: {len(dv)} rows are fewer "
+            f"than window {window} + horizon {horizon}"
+        )
     return ckpt
 
 

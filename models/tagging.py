@@ -114,8 +114,11 @@ def train_tagger(
     data_info: dict[str, Any],
     console: Console | None = None,
     resume: bool = False,
+    paths: tuple[Path, Path] | None = None,
 ) -> Checkpoint:
-    """Train a tagger (best epoch by dev token accuracy), saving `out` after every epoch."""
+    """Train a tagger (best epoch by dev token accuracy), saving `out` after every epoch.
+
+    `paths` (training, dev file) make error messages name the files."""
     console = console or Console(stderr=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
@@ -159,9 +162,7 @@ def train_tagger(
     assert base.vocabulary is not None and base.tokenizer is not None
     base = replace(base, train_config=train_cfg)
     tags, model = base.labels, base.model.to(device)
-    unseen = sorted({t for s in [*train, *dev] for t in s.tags} - set(tags))
-    if unseen:
-        raise DataError(f"tags {unseen} occur in the data but not in the training tags")
+    _check_known_tags(tags, {"training": train, "dev": dev}, paths, resume)
     chars = base.task_config.get("char_vocabulary")
     encoder = TextEncoder.create(base.tokenizer, base.vocabulary, base.task_config)
     console.print(
@@ -183,3 +184,34 @@ def train_tagger(
         f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
     )
     return ckpt
+
+
+def _check_known_tags(
+    tags: list[str],
+    splits: dict[str, Sequence[TaggedSentence]],
+    paths: tuple[Path, Path] | None,
+    resume: bool,
+) -> None:
+    """Refuse data with a tag the model has no output for, naming file:line of its first use."""
+    known = set(tags)
+    where = dict(zip(splits, paths or ("training data", "dev data"), strict=True))
+    unseen: dict[str, tuple[str, int]] = {}
+    for split, sentences in splits.items():
+        for sentence in sentences:
+            for tag in sentence.tags:
+                if tag not in known and tag not in unseen:
+                    unseen[tag] = (split, sentence.line)
+    if not unseen:
+        return
+    tag, (split, line) = next(iter(unseen.items()))
+    more = f" (all unknown tags: {sorted(unseen)})" if len(unseen) > 1 else ""
+    origin = (
+        f"the checkpoint being resumed ({len(tags)} tags)"
+        if resume
+        else (f"the training data {where['training']}")
+    )
+    raise DataError(
+        f"{where[split]}:{line}: the sentence starting here has tag {tag!r}, which "
+        f"{origin} never uses{more}; the model can only predict tags seen in training. Add "
+        "training sentences with it, or fix the tag (is --tag-column the right column?)"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bilstm.runtime.errors import DataError
@@ -21,7 +21,13 @@ class LabelledText:
     line: int
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, skipped: set[int] | None = None) -> list[str]:
+    """The file's lines (LF or CRLF, BOM removed); non-UTF-8 bytes raise `DataError`.
+
+    With `skipped` (a caller that honours --skip-bad-lines), a line that is not valid UTF-8
+    becomes an empty string at its place (line numbers stay right) and its number is added to
+    `skipped`; the caller must check `skipped` before treating the line as blank.
+    """
     if not path.exists():
         raise DataError(f"{path}: no such data file")
     if path.is_dir():
@@ -30,16 +36,35 @@ def _read_lines(path: Path) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"
-        ) from exc
+        if skipped is None:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"{path}:{line}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"
+            ) from exc
+        text = _decode_by_line(path, raw, skipped)
     # Split on LF only (str.splitlines would also split at U+2028, form feeds and others,
     # which then count as lines that are not in the file); strip one CR of CRLF.
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _decode_by_line(path: Path, raw: bytes, skipped: set[int]) -> str:
+    """Decode line by line, blanking (and recording) the lines that are not UTF-8."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    out = []
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            out.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            skipped.add(number)
+            log.warning(
+                "skipped %s:%d: not valid UTF-8 (byte %d of the line)", path, number, exc.start
+            )
+            out.append("")
+    return "\n".join(out)
 
 
 def read_classification(path: Path, skip_bad_lines: bool = False) -> list[LabelledText]:
@@ -49,12 +74,13 @@ def read_classification(path: Path, skip_bad_lines: bool = False) -> list[Labell
     ignored. A malformed line raises `DataError` naming file and line, unless `skip_bad_lines`,
     which skips it and logs how many were skipped.
     """
-    lines = _read_lines(Path(path))
+    undecodable: set[int] = set()
+    lines = _read_lines(Path(path), undecodable if skip_bad_lines else None)
     jsonl = Path(path).suffix.lower() in (".jsonl", ".json")
     items: list[LabelledText] = []
-    bad = 0
+    bad = len(undecodable)
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if number in undecodable or not line.strip():
             continue
         try:
             if jsonl:
@@ -130,7 +156,8 @@ def read_tagged(
     multi-word token ranges (`1-2`) and empty nodes (`1.1`). `tag_column` is `upos`, `xpos`
     or a 1-based column number (CoNLL-U only).
     """
-    lines = _read_lines(Path(path))
+    undecodable: set[int] = set()
+    lines = _read_lines(Path(path), undecodable if skip_bad_lines else None)
     if isinstance(tag_column, str) and not tag_column.isdigit():
         if tag_column.lower() not in ("upos", "xpos"):
             raise DataError(
@@ -147,7 +174,7 @@ def read_tagged(
     tokens: list[str] = []
     tags: list[str] = []
     start = 1
-    bad = 0
+    bad = len(undecodable)
 
     def flush() -> None:
         if tokens:
@@ -156,6 +183,8 @@ def read_tagged(
         tags.clear()
 
     for number, line in enumerate(lines, start=1):
+        if number in undecodable:  # skipped like a malformed line: the sentence goes on
+            continue
         if not line.strip():
             flush()
             continue
@@ -196,9 +225,16 @@ def read_tagged(
     return sentences
 
 
-def read_text_lines(path: Path) -> list[str]:
-    """Non-blank lines of a plain UTF-8 text file (cloze training)."""
-    texts = [line for line in _read_lines(Path(path)) if line.strip()]
+def read_text_lines(path: Path, skip_bad_lines: bool = False) -> list[str]:
+    """Non-blank lines of a plain UTF-8 text file (cloze training).
+
+    With `skip_bad_lines`, lines that are not valid UTF-8 are skipped and counted.
+    """
+    undecodable: set[int] = set()
+    lines = _read_lines(Path(path), undecodable if skip_bad_lines else None)
+    if undecodable:
+        log.warning("%s: skipped %d bad line(s) (--skip-bad-lines)", path, len(undecodable))
+    texts = [line for n, line in enumerate(lines, start=1) if n not in undecodable and line.strip()]
     if not texts:
         raise DataError(f"{path}: contains no text lines")
     return texts
@@ -212,6 +248,18 @@ class Series:
     rows: int
     lines: list[int]
     """File line number of each row."""
+    non_numeric: dict[str, tuple[int, str, int]] = field(default_factory=dict)
+    """Columns left out of `columns` (reading without a column list) because a cell is not a
+    number: column -> (line of the first such cell, the cell, how many cells were numbers).
+    A column with some numbers is most likely numeric data with a bad cell."""
+
+    def cell_error(self, path: Path, column: str, hint: str = "") -> DataError:
+        """The error for `column`'s first non-numeric cell: file:line, column and value."""
+        line, cell, _ = self.non_numeric[column]
+        return DataError(
+            f"{path}:{line}: column '{column}' has "
+            f"{'a missing value' if not cell else repr(cell)}, expected a number" + hint
+        )
 
 
 def read_series(path: Path, columns: list[str] | None = None) -> Series:
@@ -239,6 +287,7 @@ def read_series(path: Path, columns: list[str] | None = None) -> Series:
     index = {c: header.index(c) for c in wanted}
     data: dict[str, list[float]] = {c: [] for c in wanted}
     numeric = dict.fromkeys(wanted, True)
+    first_bad: dict[str, tuple[int, str, int]] = {}
     line_numbers: list[int] = []
     rows_iter = enumerate(reader, start=2)
     while True:
@@ -260,6 +309,7 @@ def read_series(path: Path, columns: list[str] | None = None) -> Series:
             except ValueError:
                 if columns is None:  # discovering numeric columns: drop this one
                     numeric[col] = False
+                    first_bad.setdefault(col, (number, cell, 0))
                     continue
                 raise DataError(
                     f"{path}:{number}: column '{col}' has "
@@ -275,4 +325,5 @@ def read_series(path: Path, columns: list[str] | None = None) -> Series:
     rows = len(next(iter(keep.values()))) if keep else 0
     if rows == 0:
         raise DataError(f"{path}: contains no numeric data rows")
-    return Series(columns=keep, rows=rows, lines=line_numbers)
+    dropped = {c: (line, cell, len(data[c])) for c, (line, cell, _) in first_bad.items()}
+    return Series(columns=keep, rows=rows, lines=line_numbers, non_numeric=dropped)

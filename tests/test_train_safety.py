@@ -31,7 +31,7 @@ def train(*args: object) -> tuple[int, str]:
     result = CliRunner().invoke(app, [str(a) for a in args])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())  # rich wraps at 80 columns
 
 
 @pytest.fixture
@@ -249,3 +249,121 @@ def test_checkpoint_files_follow_the_umask(tsv: tuple[Path, Path], tmp_path: Pat
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
     assert modes == dict.fromkeys(OWN, 0o664)
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o775
+
+
+# 6: forecast default features and the dev window count
+
+
+def _series_csv(path: Path, start: int, rows: int) -> Path:
+    lines = ["step,y,x,note"]
+    for i in range(start, start + rows):
+        lines.append(f"{i},{(i * 7) % 5 + i % 3},{i % 4},n{i}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+FORECAST = ["--window", "4", "--epochs", "1", "--hidden-size", "4", "--batch-size", "8"]
+
+
+def test_forecast_leaves_index_columns_out_and_explains_dev_windows(tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "train.csv", 1, 40)
+    dev = _series_csv(tmp_path / "dev.csv", 41, 16)
+    run = tmp_path / "run"
+    code, out = train(
+        "forecast", "--data", data, "--dev", dev, "--out", run, "--target", "y", *FORECAST
+    )
+    assert code == 0, out
+    assert "not using ['step'] as features" in out and "'step' is named like a row index" in out
+    assert "not using the non-numeric columns ['note']" in out
+    assert json.loads((run / "config.json").read_text())["task_config"]["columns"] == ["y", "x"]
+    assert "over 16 windows: every dev row is forecast, the first 4 from windows" in out
+    assert "`bilstm eval` on dev.csv alone scores 12 windows" in out
+    summary = json.loads((run / "summary.json").read_text())
+    alone = summary["dev_file_alone_metrics"]
+    assert summary["dev_windows"] == 16 and alone["windows"] == 12
+
+    from bilstm.export import export_checkpoint
+    from bilstm.runtime.evaluation import evaluate
+    from bilstm.runtime.model import BiLSTM
+
+    export_checkpoint(run, tmp_path / "m.onnx")
+    metrics = evaluate(BiLSTM.load(tmp_path / "m.onnx"), dev)
+    assert metrics["windows"] == 12
+    assert metrics["rmse"] == pytest.approx(alone["rmse"], rel=1e-4, abs=1e-5)
+
+
+def test_index_like_columns() -> None:
+    from bilstm.models.forecasting import index_like_columns
+
+    found = index_like_columns(
+        {
+            "t": [10.0, 20.0, 30.0, 40.0],
+            "Row_ID": [5.0, 1.0, 2.0, 2.0],
+            "temp": [1.0, 2.0, 3.5, 4.0],
+            "hour": [22.0, 23.0, 0.0, 1.0],
+            "flat": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    assert found == {"t": "counts up by 10 on every row", "Row_ID": "is named like a row index"}
+
+
+def test_forecast_non_numeric_cell_names_the_line(tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "train.csv", 1, 40)
+    lines = data.read_text().splitlines()
+    y, x = lines[9].split(",")[1:3]
+    lines[9] = lines[9].replace(f",{y},{x},", f",{y},abc,", 1)
+    data.write_text("\n".join(lines) + "\n")
+    dev = _series_csv(tmp_path / "dev.csv", 41, 16)
+    base = ["forecast", "--data", data, "--dev", dev, "--out", tmp_path / "run", *FORECAST]
+    code, out = train(*base, "--target", "x")
+    assert code == 2 and f"{data}:10: column 'x' has 'abc', expected a number" in out
+    code, out = train(*base, "--target", "y")
+    assert code == 2 and f"{data}:10: column 'x' has 'abc', expected a number" in out
+    assert "--features" in out
+
+
+# 7: bad lines
+
+
+def test_skip_bad_lines_skips_non_utf8_lines(tmp_path: Path) -> None:
+    from bilstm.runtime.datasets import read_classification, read_tagged, read_text_lines
+    from bilstm.runtime.errors import DataError
+
+    tsv = tmp_path / "d.tsv"
+    tsv.write_bytes(b"pos\tgood\nneg\tbad \xff\nneg\tawful\n")
+    with pytest.raises(DataError, match=r"d\.tsv:2: not valid UTF-8"):
+        read_classification(tsv)
+    items = read_classification(tsv, skip_bad_lines=True)
+    assert [(i.label, i.line) for i in items] == [("pos", 1), ("neg", 3)]
+    tagged = tmp_path / "d.tags"
+    tagged.write_bytes(b"the\tDET\ncat\xfe\tNOUN\nsat\tVERB\n\ndog\tNOUN\n")
+    sentences = read_tagged(tagged, skip_bad_lines=True)
+    assert [s.tokens for s in sentences] == [["the", "sat"], ["dog"]]
+    text = tmp_path / "d.txt"
+    text.write_bytes(b"a b c\n\xc3(\nd e\n")
+    assert read_text_lines(text, skip_bad_lines=True) == ["a b c", "d e"]
+
+
+def test_skip_bad_lines_through_train(tsv: tuple[Path, Path], tmp_path: Path) -> None:
+    data = tmp_path / "bad.tsv"
+    data.write_bytes(tsv[0].read_bytes() + b"neg\tbad \xff\n")
+    code, out = classify(data, tsv[1], tmp_path / "run")
+    assert code == 2 and "bad.tsv:13: not valid UTF-8" in out
+    code, out = classify(data, tsv[1], tmp_path / "run", "--skip-bad-lines")
+    assert code == 0, out
+    assert "train 12 texts" in out
+
+
+def test_unknown_dev_tag_or_label_names_file_and_line(tmp_path: Path) -> None:
+    data, dev = tmp_path / "train.tags", tmp_path / "dev.tags"
+    data.write_text("the\tDET\ncat\tNOUN\n\na\tDET\ndog\tNOUN\n")
+    dev.write_text("the\tDET\ncat\tNOUN\n\nit\tPRON\nruns\tVERB\n")
+    code, out = train("tag", "--data", data, "--dev", dev, "--out", tmp_path / "run", *TINY)
+    assert code == 2
+    assert f"{dev}:4: the sentence starting here has tag 'PRON'" in out
+    assert f"the training data {data} never uses (all unknown tags: ['PRON', 'VERB'])" in out
+    tsv, dev_tsv = tmp_path / "t.tsv", tmp_path / "d.tsv"
+    tsv.write_text("pos\tgood\nneg\tbad\n")
+    dev_tsv.write_text("pos\tgood\nmeh\tso so\n")
+    code, out = classify(tsv, dev_tsv, tmp_path / "run2")
+    assert code == 2 and f"{dev_tsv}:2: label 'meh' is not among the labels" in out
