@@ -182,7 +182,7 @@ def _check_out(p: dict[str, Any], force: bool, resume: bool) -> None:
     an earlier checkpoint (continued with --resume, replaced with --force). An existing file,
     a folder holding anything else, or a folder holding one of the inputs is refused.
     """
-    from bilstm.models.checkpoint import CONFIG, is_checkpoint_config
+    from bilstm.models.checkpoint import CONFIG, OWN_FILES, is_checkpoint_config
 
     out = Path(p["out"])
     inputs = {"--data": p["data"], "--dev": p["dev"], "--config": p["config"]}
@@ -229,7 +229,14 @@ def _check_out(p: dict[str, Any], force: bool, resume: bool) -> None:
             others = sorted(x.name for x in out.iterdir())
         except OSError as exc:
             raise InputError(f"--out {out}: cannot list the folder ({exc})") from None
-        if others:
+        if others and set(others) <= set(OWN_FILES):
+            if not force:
+                raise InputError(
+                    f"--out {out} holds checkpoint files but no valid config.json (an "
+                    "interrupted save?); pass --force to replace them, or give --out another "
+                    "folder"
+                )
+        elif others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise InputError(
                 f"--out {out} is a folder that already holds other files ({shown}) and no "

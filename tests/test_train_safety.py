@@ -48,6 +48,28 @@ def classify(data: Path, dev: Path, out: Path, *more: object) -> tuple[int, str]
     return train("classify", "--data", data, "--dev", dev, "--out", out, *TINY, *more)
 
 
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A classifier checkpoint trained for 3 epochs on a dozen lines (history of 3 rows)."""
+    from bilstm.models.classify import train_classifier
+    from bilstm.models.config import TrainConfig
+    from bilstm.runtime.datasets import LabelledText
+    from bilstm.runtime.tokenizer import TokenizerConfig
+
+    items = [
+        LabelledText(t, lab, i) for i, (lab, t) in enumerate([("pos", "good"), ("neg", "bad")] * 6)
+    ]
+    return train_classifier(
+        items,
+        items[:4],
+        tmp_path_factory.mktemp("tiny") / "ck",
+        {"embedding_dim": 4, "hidden_size": 4},
+        TrainConfig(epochs=3, batch_size=4, patience=9),
+        TokenizerConfig(),
+        {"train": "t", "dev": "d"},
+    )
+
+
 # 1, 2: --out
 
 
@@ -137,10 +159,10 @@ def test_existing_checkpoint_needs_force_and_keeps_user_files(
     assert (run / "NOTES.md").read_text() == "my notes"
 
 
-def test_save_replaces_only_the_checkpoint_files(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_save_replaces_only_the_checkpoint_files(tiny_ckpt, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from bilstm.models.checkpoint import load_checkpoint, save_checkpoint
 
-    ckpt = trained[1]
+    ckpt = tiny_ckpt
     folder = tmp_path / "ck"
     folder.mkdir()
     (folder / "train.tsv").write_text("pos\tgood\n")
@@ -152,18 +174,31 @@ def test_save_replaces_only_the_checkpoint_files(trained, tmp_path: Path) -> Non
     assert load_checkpoint(folder).labels == ckpt.labels
 
 
+def test_folder_of_checkpoint_files_without_config_needs_force(
+    tsv: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "weights.safetensors").write_bytes(b"half")
+    code, out = classify(*tsv, run)
+    assert code == 2 and "holds checkpoint files but no valid config.json" in out
+    code, out = classify(*tsv, run, "--force")
+    assert code == 0, out
+    assert set(os.listdir(run)) == OWN
+
+
 # 3: a damaged history.jsonl
 
 
 def test_damaged_history_loads_with_a_warning(
-    trained,  # type: ignore[no-untyped-def]
+    tiny_ckpt,  # type: ignore[no-untyped-def]
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from bilstm.models.checkpoint import load_checkpoint, save_checkpoint
 
     folder = tmp_path / "ck"
-    save_checkpoint(trained[1], folder)
+    save_checkpoint(tiny_ckpt, folder)
     lines = (folder / "history.jsonl").read_text().splitlines()
     (folder / "history.jsonl").write_text(lines[0] + '\n{"epoch": 2, "tr\n' + lines[2] + "\n")
     with caplog.at_level(logging.WARNING):
@@ -290,6 +325,20 @@ def test_forecast_leaves_index_columns_out_and_explains_dev_windows(tmp_path: Pa
     metrics = evaluate(BiLSTM.load(tmp_path / "m.onnx"), dev)
     assert metrics["windows"] == 12
     assert metrics["rmse"] == pytest.approx(alone["rmse"], rel=1e-4, abs=1e-5)
+
+
+def test_forecast_resume_keeps_columns_and_refuses_another_window(tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "train.csv", 1, 40)
+    dev = _series_csv(tmp_path / "dev.csv", 41, 16)
+    run = tmp_path / "run"
+    base = ["forecast", "--data", data, "--dev", dev, "--out", run]
+    code, out = train(*base, "--target", "y", "--features", "x", *FORECAST)
+    assert code == 0, out
+    code, out = train(*base, "--resume", "--window", "8")
+    assert code == 2 and "--window 8 (the saved run has 4)" in out
+    code, out = train(*base, "--resume", "--epochs", "2")
+    assert code == 0, out
+    assert "epoch 2:" in out and "columns ['y', 'x']" in out
 
 
 def test_index_like_columns() -> None:
