@@ -498,6 +498,7 @@ def info(
     _setup_logging(False, debug)
     with user_errors(debug):
         from bilstm.runtime.builtin import resolve_model
+        from bilstm.runtime.determinism import determinism
         from bilstm.runtime.generic import describe
         from bilstm.runtime.metadata import METADATA_KEY
         from bilstm.runtime.session import create_session
@@ -534,6 +535,7 @@ def info(
             "model": meta.model,
             "training": meta.training,
             "export": meta.export,
+            "determinism": determinism(str(meta.export.get("precision", "fp32"))),
         }
     _print_summary(summary, as_json)
 

@@ -48,7 +48,7 @@ def test_default_batch_size_follows_the_device() -> None:
     model = BiLSTM.load("sentiment", device="cpu", threads=1)
     assert model.batch_size == 64
     model.batch_size = 0  # the default of every call that names none
-    with pytest.raises(InputError, match="batch_size must be .*>= 1, got 0"):
+    with pytest.raises(InputError, match=r"batch_size must be .*>= 1, got 0"):
         model.predict(TEXTS)
     assert len(model.predict(TEXTS, batch_size=2)) == len(TEXTS)
 

@@ -125,3 +125,18 @@ def test_compare_counts_differences_and_flips() -> None:
     assert drift.max_abs == pytest.approx(0.15)
     with pytest.raises(ValueError):
         compare([None], [np.zeros(2, np.float32)])
+
+
+def test_info_states_what_is_bit_identical() -> None:
+    """`bilstm info` carries the precision's determinism note (int8: batch-dependent)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bilstm.runtime.cli import _make_apps
+
+    umbrella, _ = _make_apps()
+    int8 = json.loads(CliRunner().invoke(umbrella, ["info", "sentiment-int8", "--json"]).stdout)
+    fp32 = json.loads(CliRunner().invoke(umbrella, ["info", "sentiment", "--json"]).stdout)
+    assert "--batch-size 1" in int8["determinism"] and "--threads" in int8["determinism"]
+    assert "whatever the other lines" in fp32["determinism"]
