@@ -390,6 +390,19 @@ class _Builder:
             "Slice", [padded, self.i64("zero", [0]), width, self.i64("axis", [1])], TOKENS
         )
 
+    def characters(self, tokens: str) -> str:
+        """chars[batch, time, width]: the characters of each token, "" padded, width >= 1.
+
+        Where no token has a character (every text of the batch without tokens) the width
+        would be 0, and ONNX Runtime's `Scan` over that axis fails or crashes the process: one
+        "" column is kept then, which the lookups, lower-casing and joining all ignore.
+        """
+        found = self.tokenize(tokens, ".", ["batch", "time", "chars"])
+        shape = self.op("Shape", [tokens])
+        padded = self.op("Concat", [found, self.blanks([shape, self.i64("one", [1])])], axis=2)
+        width = self.op("Max", [self.shape_part(found, 2, 3), self.i64("one", [1])])
+        return self.op("Slice", [padded, self.i64("zero", [0]), width, self.i64("axis", [2])])
+
     def lower(self, tokens: str, chars: str, final_sigma: bool) -> str:
         """Python's `str.lower` of each token: per character, then joined."""
         keys, values = lowercase_table()
@@ -538,7 +551,7 @@ def build_standalone(
     b.op("ReduceSum", [present, b.i64("axes", [1])], NUM_TOKENS, keepdims=0)
     b.op("Max", [NUM_TOKENS, b.i64("one", 1)], md.LENGTHS)
     alphabet = ckpt.task_config.get("char_vocabulary") or []
-    chars = b.tokenize(tokens, ".", ["batch", "time", "chars"]) if tok.lowercase or alphabet else ""
+    chars = b.characters(tokens) if tok.lowercase or alphabet else ""
     keys = b.lower(tokens, chars, needs_final_sigma(vocab)) if tok.lowercase else tokens
     ids = b.lookup(keys, vocab, list(range(len(vocab))), UNK_ID)
     if task == "cloze":

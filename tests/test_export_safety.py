@@ -254,3 +254,38 @@ def test_missing_examples_is_warned_and_recorded(ckpt_dir: Path, tmp_path: Path)
     assert result.exit_code == 0 and "warning:" not in result.output, result.output
     parity = BiLSTM.load(full, device="cpu", threads=1).metadata.export["parity"]
     assert parity["dev_examples"] > 0 and "note" not in parity
+
+
+# -- found on the way: a standalone model fed only texts without tokens --------------------------
+
+_RUN_EMPTY = """
+import json, sys
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+for texts in ([""], ["", " ", "\\t"]):
+    out = dict(zip([o.name for o in session.get_outputs()],
+                   session.run(None, {"text": np.array(texts, dtype=object)})))
+    print(json.dumps({"num_tokens": out["num_tokens"].tolist(),
+                      "probabilities": float(np.abs(out["probabilities"]).sum())}))
+"""
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "cloze"])
+def test_standalone_graph_runs_a_batch_without_any_token(task: str, tmp_path: Path) -> None:
+    """Other languages call the graph directly: [""] must give zeros, not a Scan failure or
+    a crashed process (ONNX Runtime died with SIGFPE on a 0-wide character axis)."""
+    import subprocess
+    import sys
+
+    texts = [*CORPUS, "the ___ sat", "a ___ ran"] if task == "cloze" else CORPUS
+    path = tmp_path / f"{task}.onnx"
+    export_checkpoint(make_checkpoint(task, texts), path, with_tokenizer=True, verify=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _RUN_EMPTY, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert rows == [
+        {"num_tokens": [0], "probabilities": 0.0},
+        {"num_tokens": [0, 0, 0], "probabilities": 0.0},
+    ]
