@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if "2_layers" in checkpoints and not args.smoke:
         out = work / "cli.onnx"
-        cmd = [c.bin_path("bilstm"), "export", str(checkpoints["2_layers"]), str(out)]
+        cmd = [c.bin_path("bilstm"), "export", str(checkpoints["2_layers"]), str(out), "--force"]
         walls = [c.check(c.run_process(cmd), cmd).wall_s for _ in range(args.rounds)]
         result["cli_2_layers_wall_s"] = c.summary(walls)
         result["cli_command"] = cmd

@@ -581,7 +581,13 @@ def evaluate(
             if exporter is None:
                 _missing_plugin("eval CHECKPOINT")
             path = Path(tmp) / "model.onnx"
-            exporter(Path(model), path)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                exporter(Path(model), path)
+            for warning in caught:  # one line each, as `bilstm export` prints them
+                _stderr(f"warning: {warning.message}")
         bilstm = BiLSTM.load(path, device=device, threads=threads)
         metrics = run_eval(bilstm, data, batch_size or bilstm.batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))

@@ -3,6 +3,7 @@
 # and UD English EWT training splits (dev: their dev splits).
 # Usage: models/recipes/cloze-en.sh DATA_DIR [OUT_DIR]
 set -euo pipefail
+# --force: a rerun replaces this recipe's own earlier checkpoint and model.
 data=${1:?usage: cloze-en.sh DATA_DIR [OUT_DIR]}
 out=${2:-runs}
 mkdir -p "$out"
@@ -11,8 +12,8 @@ for split in train dev; do
     sed -n 's/^# text = //p' "$data/ud_en_ewt/$split.conllu"; } > "$out/cloze-$split.txt"
 done
 bilstm train cloze \
-  --data "$out/cloze-train.txt" --dev "$out/cloze-dev.txt" --out "$out/cloze-en" \
+  --data "$out/cloze-train.txt" --dev "$out/cloze-dev.txt" --out "$out/cloze-en" --force \
   --embedding-dim 128 --hidden-size 160 --layers 1 --dropout 0.3 --embedding-dropout 0.1 \
   --min-freq 3 --max-length 64 --epochs 4 --patience 2 --batch-size 64 --lr 0.003 --seed 13
-bilstm export "$out/cloze-en" "$out/cloze-en.onnx"
+bilstm export "$out/cloze-en" "$out/cloze-en.onnx" --force
 bilstm eval "$out/cloze-en.onnx" "$out/cloze-dev.txt"
