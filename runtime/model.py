@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,15 @@ from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model_guard import ModelSummary
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
 from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, blank_position
-from bilstm.runtime.session import Device, Optimization, check_model_file, create_session
+from bilstm.runtime.session import (
+    Device,
+    Optimization,
+    check_model_file,
+    create_session,
+    parse_device,
+    parse_optimization,
+)
+from bilstm.runtime.tokenizer import DEFAULT_PATTERN, Tokenizer, TokenizerConfig
 from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,10 @@ DEFAULT_BATCH_SIZE = 64
 # (benchmarks/RESULTS.md, GPU section).
 CUDA_BATCH_SIZE = 1024
 DEFAULT_TOP_K = 5
+TOKENIZE_SPACES, TOKENIZE_WORDS = "spaces", "words"
+TOKENIZE_CHOICES = (TOKENIZE_SPACES, TOKENIZE_WORDS)
+"""How `tag` splits a string: the model's own tokenizer (whitespace for tag models) or the
+built-in word tokenizer."""
 _INT64, _FLOAT, _STRING = "tensor(int64)", "tensor(float)", "tensor(string)"
 
 
@@ -78,8 +90,42 @@ def _expected_inputs(meta: ModelMetadata) -> dict[str, str]:
     return names
 
 
+# What each task's graph outputs (names in metadata.TASK_OUTPUTS), axis by axis: the last axis
+# is sized by the metadata (labels, vocabulary or horizon).
+_OUTPUT_AXES = {
+    "classify": ("batch", "classes"),
+    "tag": ("batch", "time", "tags"),
+    "cloze": ("batch", "vocabulary"),
+    "forecast": ("batch", "horizon"),
+}
+_INPUT_RANKS = {
+    md.INPUT_IDS: 2,
+    md.LENGTHS: 1,
+    md.CHAR_IDS: 3,
+    md.MASK_POSITIONS: 1,
+    md.FEATURES: 3,
+    md.TEXT: 1,
+}
+
+
+def _axes(names: Sequence[str]) -> str:
+    return "[" + ", ".join(names) + "]"
+
+
+def _last_axis_size(meta: ModelMetadata) -> tuple[str, int | None]:
+    """The metadata key that sizes the task's output's last axis, and that size."""
+    if meta.task == "cloze":
+        return "vocabulary", len(meta.vocabulary)
+    if meta.task == "forecast":
+        horizon = meta.task_config.get("horizon")
+        ok = isinstance(horizon, int) and not isinstance(horizon, bool)
+        return "task_config.horizon", horizon if ok else None
+    return "labels", len(meta.labels)
+
+
 def _check_io(session: ort.InferenceSession, meta: ModelMetadata, path: Path) -> None:
-    """Refuse a model whose graph does not match what its metadata promises."""
+    """Refuse a model whose graph does not match what its metadata promises: the task's
+    inputs (names, types, ranks) and outputs (names, ranks, last axis sized by the metadata)."""
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     for name, kind in _expected_inputs(meta).items():
@@ -89,21 +135,52 @@ def _check_io(session: ort.InferenceSession, meta: ModelMetadata, path: Path) ->
             raise ModelLoadError(
                 f"{path}: graph input '{name}' is {inputs[name].type}, expected {kind}"
             )
+        shape = inputs[name].shape
+        rank = _INPUT_RANKS.get(name)
+        if isinstance(shape, list) and rank is not None and len(shape) != rank:
+            raise MetadataError(
+                f"{path}: metadata 'task' is {meta.task!r}, whose graph input '{name}' has "
+                f"{rank} axes, but the graph's '{name}' has shape {shape}"
+            )
+    axes = _OUTPUT_AXES[meta.task]
     for name in md.TASK_OUTPUTS[meta.task]:
         if name not in outputs:
             raise ModelLoadError(
                 f"{path}: graph output '{name}' is missing (has {sorted(outputs)})"
             )
-    width = outputs[md.TASK_OUTPUTS[meta.task][-1]].shape[-1]
-    expected = {
-        "classify": len(meta.labels),
-        "tag": len(meta.labels),
-        "cloze": len(meta.vocabulary),
-    }.get(meta.task)
+        shape = outputs[name].shape
+        if isinstance(shape, list) and len(shape) != len(axes):
+            raise MetadataError(
+                f"{path}: metadata 'task' is {meta.task!r}, whose '{name}' output is "
+                f"{_axes(axes)}, but the graph's '{name}' has shape {shape}; the metadata "
+                "does not belong to this graph"
+            )
+    width = outputs[md.TASK_OUTPUTS[meta.task][-1]].shape
+    width = width[-1] if isinstance(width, list) and width else None
+    key, expected = _last_axis_size(meta)
     if expected is not None and isinstance(width, int) and width != expected:
-        key = "vocabulary" if meta.task == "cloze" else "labels"
         raise MetadataError(
             f"{path}: metadata '{key}' has {expected} entries but the model outputs {width}"
+            if key != "task_config.horizon"
+            else f"{path}: metadata '{key}' is {expected} but the model outputs {width} steps"
+        )
+
+
+def _check_output(
+    path: Path, task: str, name: str, value: np.ndarray, rows: int, width: int, time: int = 0
+) -> None:
+    """Refuse, at run time, an output whose shape the load-time check could not know."""
+    axes = _OUTPUT_AXES[task]
+    if (
+        value.ndim != len(axes)
+        or value.shape[0] != rows
+        or value.shape[-1] != width
+        or (task == "tag" and value.shape[1] < time)
+    ):
+        raise ModelLoadError(
+            f"{path}: the graph returned '{name}' of shape {list(value.shape)}, a {task} "
+            f"model gives {_axes(axes)} with {width} in the last axis; the metadata does not "
+            "belong to this graph"
         )
 
 
@@ -147,6 +224,11 @@ class BiLSTM:
         if metadata.task == "forecast":
             self.window = int(metadata.require("window", int))
             self.horizon = int(metadata.require("horizon", int))
+            if self.window < 1 or self.horizon < 1:
+                raise MetadataError(
+                    f"{path}: metadata 'task_config.window' and 'task_config.horizon' must be "
+                    f">= 1, got {self.window} and {self.horizon}"
+                )
             self.columns = [str(c) for c in metadata.require("columns", list)]
             self.target = str(metadata.require("target", str))
 
@@ -169,14 +251,16 @@ class BiLSTM:
         PyTorch's fp32 logits; off by default). Raises `ModelLoadError`/`MetadataError`/
         `DeviceError` with the reason.
         """
+        device = parse_device(device)  # bad options first, before the file is read
+        optimization = parse_optimization(optimization)
         path = resolve_model(model)
         checked = check_model_file(path)
         session = create_session(
             path,
-            device=Device(device),
+            device=device,
             device_id=device_id,
             threads=threads,
-            optimization=Optimization(optimization),
+            optimization=optimization,
             optimized_model_path=optimized_model_path,
             profile_prefix=profile_prefix,
             tf32=tf32,
@@ -221,8 +305,8 @@ class BiLSTM:
     def _batch(self, batch_size: int | None) -> int:
         """The batch size to use: the caller's, else the model's default for its device."""
         size = self.batch_size if batch_size is None else batch_size
-        if size < 1:
-            raise InputError(f"batch_size must be >= 1, got {size}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {size!r}")
         return size
 
     def _text(self) -> TextEncoder:
@@ -343,6 +427,9 @@ class BiLSTM:
                 if extra is not None:
                     feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], np.int64)
             result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
+            width = len(self.metadata.vocabulary if self.task == "cloze" else self.labels)
+            longest = max(len(token_lists[r]) for r in rows)
+            _check_output(self.path, self.task, md.PROBABILITIES, result, len(rows), width, longest)
             for r, p in zip(rows, result, strict=True):
                 out[r] = p
         return out
@@ -365,12 +452,12 @@ class BiLSTM:
     def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         """Tokens of each text as the model sees them (split, truncated; case kept)."""
         split = self._text().split
-        return [split(t) for t in texts]
+        return [split(t) for t in _texts(texts)]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, exactly as in training."""
         enc = self._text()
-        return [enc.word_ids(enc.split(t)) for t in texts]
+        return [enc.word_ids(enc.split(t)) for t in _texts(texts)]
 
     def probabilities(
         self, texts: Sequence[str], batch_size: int | None = None
@@ -382,10 +469,12 @@ class BiLSTM:
         self, texts: Sequence[str], batch_size: int | None = None
     ) -> list[ClassPrediction]:
         """Label and probabilities per text; a text without tokens gets `label=None`."""
-        token_lists = self.tokens(texts)
+        split = self._text().tokenizer.split_checked
+        checked = [split(t) for t in _texts(texts)]
+        token_lists = [toks for toks, _ in checked]
         probs = self._text_outputs(token_lists, self._batch(batch_size))
         out = []
-        for p, toks in zip(probs, token_lists, strict=True):
+        for p, (toks, cut) in zip(probs, checked, strict=True):
             if p is None:
                 out.append(ClassPrediction(label=None, probabilities=None, num_tokens=0))
                 continue
@@ -395,21 +484,57 @@ class BiLSTM:
                     label=self.labels[values.index(max(values))],  # first maximum, as argmax
                     probabilities=dict(zip(self.labels, values, strict=True)),
                     num_tokens=len(toks),
+                    truncated=cut,
                 )
             )
         return out
 
+    def _word_tokenizer(self) -> Tokenizer:
+        """The built-in word tokenizer with this model's settings (`tag(tokenize="words")`)."""
+        config = self._text().tokenizer.config
+        return Tokenizer(TokenizerConfig(config.lowercase, DEFAULT_PATTERN, config.max_length))
+
     def tag(
-        self, sentences: Sequence[str | Sequence[str]], batch_size: int | None = None
+        self,
+        sentences: Sequence[str | Sequence[str]],
+        batch_size: int | None = None,
+        tokenize: str = TOKENIZE_SPACES,
     ) -> list[TagPrediction]:
-        """Tags per token. A sentence is a string (split like training) or a list of tokens."""
-        max_len = self._text().tokenizer.config.max_length
-        token_lists = [
-            self._text().split(s) if isinstance(s, str) else list(s)[:max_len] for s in sentences
-        ]
+        """Tags per token. A sentence is a string or a list of tokens.
+
+        `tokenize` says how a string is split: "spaces" (default) with the model's own
+        tokenizer, which for tag models splits at whitespace as in their pre-tokenized
+        (CoNLL-U) training data; "words" with the built-in word tokenizer (words with inner
+        apostrophes, each punctuation character a token), for raw text. Token lists are used
+        as they are. Sentences over the model's max length are cut (`truncated=True`).
+        """
+        if tokenize not in TOKENIZE_CHOICES:
+            raise InputError(
+                f"tokenize must be one of {'|'.join(TOKENIZE_CHOICES)}, got {tokenize!r}"
+            )
+        tokenizer = (
+            self._text().tokenizer if tokenize == TOKENIZE_SPACES else self._word_tokenizer()
+        )
+        max_len = tokenizer.config.max_length
+        checked: list[tuple[list[str], bool]] = []
+        for i, s in enumerate(_as_list(sentences)):
+            if isinstance(s, str):
+                checked.append(tokenizer.split_checked(s))
+                continue
+            if isinstance(s, bytes | bytearray) or not isinstance(s, Sequence | np.ndarray):
+                raise InputError(
+                    f"input {i} is {type(s).__name__}, expected a str or a list of str tokens"
+                    + (" (decode bytes to str first)" if isinstance(s, bytes | bytearray) else "")
+                )
+            toks = list(s)
+            for j, t in enumerate(toks):
+                if not isinstance(t, str):
+                    raise InputError(f"input {i}: token {j} is {type(t).__name__}, expected a str")
+            checked.append((toks[:max_len], len(toks) > max_len))
+        token_lists = [toks for toks, _ in checked]
         probs = self._text_outputs(token_lists, self._batch(batch_size))
         out = []
-        for toks, p in zip(token_lists, probs, strict=True):
+        for (toks, cut), p in zip(checked, probs, strict=True):
             if p is None:
                 out.append(TagPrediction(tokens=[], tags=[], confidences=[]))
                 continue
@@ -419,6 +544,7 @@ class BiLSTM:
                     tokens=list(toks),
                     tags=[self.labels[i] for i in best],
                     confidences=[float(p[j, i]) for j, i in enumerate(best)],
+                    truncated=cut,
                 )
             )
         return out
@@ -426,16 +552,25 @@ class BiLSTM:
     def fill(
         self, texts: Sequence[str], top_k: int = DEFAULT_TOP_K, batch_size: int | None = None
     ) -> list[ClozePrediction]:
-        """Top-k words for the single `___` blank of each text.
+        """Top-k words for the single `___` blank of each text, one prediction per text.
 
-        Raises `InputError` naming the text (by index) that has no blank or several.
+        A text without a blank, or with several, gets no candidates and `error` saying why
+        (the others are scored); an empty text gets no candidates and no error.
         """
-        token_lists, positions, problems = self.cloze_inputs(texts)
-        for i, problem in enumerate(problems):
-            if problem is not None:
-                raise InputError(f"text {i}: {problem}")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
+        items = _texts(texts)
+        token_lists, positions, problems = self.cloze_inputs(items)
         probs = self._text_outputs(token_lists, self._batch(batch_size), positions)
-        return [self.candidates(p, top_k) for p in probs if p is not None]
+        out = []
+        for text, p, problem in zip(items, probs, problems, strict=True):
+            if p is not None:
+                out.append(self.candidates(p, top_k))
+            elif not text.strip():
+                out.append(ClozePrediction(candidates=[]))
+            else:
+                out.append(ClozePrediction(candidates=[], error=problem or "no tokens"))
+        return out
 
     def cloze_inputs(
         self, texts: Sequence[str]
@@ -475,12 +610,18 @@ class BiLSTM:
         return ClozePrediction(candidates=picked[:top_k])
 
     def forecast(self, windows: np.ndarray, batch_size: int | None = None) -> list[Forecast]:
-        """Forecasts for windows [n, window, columns] (or one [window, columns]) of raw values.
+        """Forecasts for windows [n, time, columns] (or one [time, columns]) of raw values.
 
-        Columns are `self.columns` in that order; any window length >= 1 is accepted, the
-        model was trained on `self.window`.
+        Columns are `self.columns` in that order. The model was trained on `self.window` rows:
+        a window needs at least that many, and only its last `self.window` rows are used
+        (as `bilstm-run` does with a series); fewer rows raise `InputError`.
         """
-        x = np.asarray(windows, dtype=np.float32)
+        if self.task != "forecast":
+            raise InputError(f"a {self.task} model takes text, not numeric windows")
+        try:
+            x = np.asarray(windows, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"windows must be numeric arrays [n, time, columns]: {exc}") from None
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[2] != len(self.columns):
@@ -488,6 +629,13 @@ class BiLSTM:
                 f"expected windows [n, time, {len(self.columns)}] with columns "
                 f"{self.columns}, got shape {x.shape}"
             )
+        if x.shape[1] < self.window:
+            raise InputError(
+                f"windows have {x.shape[1]} rows, fewer than the model's window of "
+                f"{self.window}; give at least {self.window} rows (the last {self.window} "
+                "are used)"
+            )
+        x = np.ascontiguousarray(x[:, x.shape[1] - self.window :])
         if not np.isfinite(x).all():
             raise InputError("windows contain NaN or infinite values")
         out: list[Forecast] = []
@@ -496,6 +644,7 @@ class BiLSTM:
             chunk = x[start : start + size]
             lens = np.full(len(chunk), chunk.shape[1], dtype=np.int64)
             values = self.run({md.FEATURES: chunk, md.LENGTHS: lens}, [md.FORECAST])[md.FORECAST]
+            _check_output(self.path, self.task, md.FORECAST, values, len(chunk), self.horizon)
             out.extend(Forecast(values=[float(v) for v in row]) for row in values)
         return out
 
@@ -506,15 +655,55 @@ class BiLSTM:
         return mean, np.maximum(std, 1e-12)
 
     def predict(
-        self, inputs: Any, batch_size: int | None = None, top_k: int = DEFAULT_TOP_K
+        self,
+        inputs: Any,
+        batch_size: int | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        tokenize: str | None = None,
     ) -> list[Any]:
-        """Task-appropriate predictions: `classify`, `tag`, `fill` or `forecast` by task."""
-        if isinstance(inputs, str):
-            raise InputError("predict() takes a list of inputs; wrap a single text in a list")
+        """Task-appropriate predictions: `classify`, `tag`, `fill` or `forecast` by task.
+
+        `tokenize` ("spaces" or "words") applies to tag models only; see `tag`.
+        """
+        if tokenize is not None and self.task != "tag":
+            raise InputError(
+                f"tokenize applies to tag models only; a {self.task} model splits text with "
+                "the tokenizer it was trained with"
+            )
+        if self.task == "forecast":
+            if isinstance(inputs, str | bytes) or inputs is None:
+                raise InputError(_not_a_list(inputs))
+            return self.forecast(inputs, batch_size)
+        inputs = _as_list(inputs)
         if self.task == "classify":
             return self.classify(inputs, batch_size)
         if self.task == "tag":
-            return self.tag(inputs, batch_size)
-        if self.task == "cloze":
-            return self.fill(inputs, top_k, batch_size)
-        return self.forecast(inputs, batch_size)
+            return self.tag(inputs, batch_size, tokenize or TOKENIZE_SPACES)
+        return self.fill(inputs, top_k, batch_size)
+
+
+def _not_a_list(inputs: object) -> str:
+    if isinstance(inputs, str):
+        return "predict() takes a list of inputs; wrap a single text in a list"
+    return f"expected a list of inputs, got {type(inputs).__name__}"
+
+
+def _as_list(inputs: Any) -> Sequence[Any]:
+    """A list (tuple, array, any iterable) of inputs as a sequence; `InputError` for a single
+    string, bytes, a mapping, None, a number."""
+    if isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes | bytearray):
+        return inputs
+    if isinstance(inputs, str | bytes | bytearray | Mapping) or not hasattr(inputs, "__iter__"):
+        raise InputError(_not_a_list(inputs))
+    return list(inputs)
+
+
+def _texts(texts: Sequence[str]) -> Sequence[str]:
+    """`texts` checked: a list (or other iterable) of str; `InputError` naming the first item
+    that is not, by index and type."""
+    texts = _as_list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            hint = " (decode bytes to str first)" if isinstance(text, bytes | bytearray) else ""
+            raise InputError(f"input {i} is {type(text).__name__}, expected a str{hint}")
+    return texts

@@ -15,6 +15,8 @@ class ClassPrediction:
     """Probability of every label, in the model's label order; None for an empty text."""
     num_tokens: int
     """Tokens the model saw (after truncation to the model's max length)."""
+    truncated: bool = False
+    """True when the text had more tokens than the model's max length (the rest was dropped)."""
 
 
 @dataclass(frozen=True)
@@ -27,19 +29,28 @@ class TagPrediction:
     """One tag per token."""
     confidences: list[float]
     """Probability of each chosen tag."""
+    truncated: bool = False
+    """True when the sentence had more tokens than the model's max length (the rest was
+    dropped and has no tags)."""
 
 
 @dataclass(frozen=True)
 class ClozePrediction:
-    """Candidate words for the `___` blank of one text, most probable first."""
+    """Candidate words for the `___` blank of one text, most probable first.
+
+    A text without exactly one blank gets no candidates and `error` saying why; an empty
+    (or whitespace-only) text gets no candidates and no error.
+    """
 
     candidates: list[tuple[str, float]]
     """(word, probability) pairs, top-k; special tokens are never proposed."""
+    error: str | None = None
+    """Why this text could not be scored (no `___` blank, or several); None when it was."""
 
     @property
-    def word(self) -> str:
-        """The most probable word."""
-        return self.candidates[0][0]
+    def word(self) -> str | None:
+        """The most probable word; None when there are no candidates."""
+        return self.candidates[0][0] if self.candidates else None
 
 
 @dataclass(frozen=True)

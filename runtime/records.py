@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bilstm.runtime.errors import InputError
-from bilstm.runtime.model import BiLSTM
+from bilstm.runtime.model import TOKENIZE_SPACES, BiLSTM
 from bilstm.runtime.reader import Line
 from bilstm.runtime.series import window_starts
 
@@ -51,9 +51,19 @@ def _cell(value: Any) -> str:
 
 
 def text_records(
-    model: BiLSTM, lines: Sequence[Line], batch_size: int, top_k: int, probabilities: bool
+    model: BiLSTM,
+    lines: Sequence[Line],
+    batch_size: int,
+    top_k: int,
+    probabilities: bool,
+    tokenize: str = TOKENIZE_SPACES,
 ) -> list[dict[str, Any]]:
-    """Records for a chunk of text lines, in order; bad lines get error records."""
+    """Records for a chunk of text lines, in order; bad lines get error records.
+
+    `tokenize` ("spaces" or "words") is how a tag model splits lines (`BiLSTM.tag`). A
+    classify or tag record whose text had more tokens than the model's max length gets
+    `"truncated": N`, the number of tokens kept (the field is absent otherwise).
+    """
     texts = [ln.text or "" for ln in lines]
     records: list[dict[str, Any]] = []
     if model.task == "classify":
@@ -65,12 +75,16 @@ def text_records(
                     if p.probabilities is None
                     else {k: round(v, 6) for k, v in p.probabilities.items()}
                 )
+            if p.truncated:
+                rec["truncated"] = p.num_tokens
             records.append(rec)
     elif model.task == "tag":
-        for ln, t in zip(lines, model.tag(texts, batch_size), strict=True):
+        for ln, t in zip(lines, model.tag(texts, batch_size, tokenize), strict=True):
             rec = {"line": ln.number, "tokens": t.tokens, "tags": t.tags}
             if probabilities:
                 rec["confidences"] = [round(c, 6) for c in t.confidences]
+            if t.truncated:
+                rec["truncated"] = len(t.tokens)
             records.append(rec)
     else:
         records = _cloze_records(model, lines, texts, batch_size, top_k)
@@ -83,22 +97,16 @@ def text_records(
 def _cloze_records(
     model: BiLSTM, lines: Sequence[Line], texts: Sequence[str], batch_size: int, top_k: int
 ) -> list[dict[str, Any]]:
-    token_lists, positions, problems = model.cloze_inputs(texts)
-    probs = model._text_outputs(token_lists, batch_size, positions)
     records: list[dict[str, Any]] = []
-    for i, (ln, p) in enumerate(zip(lines, probs, strict=True)):
-        if p is None:
-            if ln.text is not None and not ln.text.strip():
-                records.append({"line": ln.number, "word": None, "candidates": []})
-            else:
-                records.append({"line": ln.number, "error": problems[i] or "no tokens"})
+    for ln, p in zip(lines, model.fill(texts, top_k, batch_size), strict=True):
+        if p.error is not None:
+            records.append({"line": ln.number, "error": p.error})
             continue
-        cands = model.candidates(p, top_k).candidates
         records.append(
             {
                 "line": ln.number,
-                "word": cands[0][0] if cands else None,
-                "candidates": [[w, round(q, 6)] for w, q in cands],
+                "word": p.word,
+                "candidates": [[w, round(q, 6)] for w, q in p.candidates],
             }
         )
     return records

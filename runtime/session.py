@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from bilstm.runtime.errors import DeviceError, ModelLoadError
+from bilstm.runtime.errors import DeviceError, InputError, ModelLoadError
 from bilstm.runtime.model_guard import ModelSummary, inspect_model
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,28 @@ class Optimization(str, Enum):
     basic = "basic"
     extended = "extended"
     all = "all"
+
+
+def parse_device(value: Device | str) -> Device:
+    """`value` as a `Device`; `DeviceError` naming the choices for anything else."""
+    try:
+        return Device(value)
+    except ValueError:
+        choices = "|".join(d.value for d in Device)
+        raise DeviceError(f"device must be one of {choices}, got {value!r}") from None
+
+
+def parse_optimization(value: Optimization | str) -> Optimization:
+    """`value` as an `Optimization`; `InputError` naming the choices for anything else."""
+    try:
+        return Optimization(value)
+    except ValueError:
+        choices = "|".join(o.value for o in Optimization)
+        raise InputError(f"optimization must be one of {choices}, got {value!r}") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _LEVELS = {
@@ -133,15 +155,19 @@ def create_session(
     with it off (benchmarks/RESULTS.md), so here it is off unless asked for.
     `checked` is `check_model_file(path)`'s result when the caller has already run it.
     """
+    device = parse_device(device)
+    optimization = parse_optimization(optimization)
+    if not _is_int(device_id) or device_id < 0:
+        raise DeviceError(f"device_id must be an integer >= 0, got {device_id!r}")
+    if threads is not None and (not _is_int(threads) or threads < 1):
+        raise DeviceError(f"threads must be an integer >= 1, got {threads!r}")
     if checked is None:
         checked = check_model_file(path)
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = _LEVELS[Optimization(optimization)]
+    opts.graph_optimization_level = _LEVELS[optimization]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
     if threads is not None:
-        if threads < 1:
-            raise DeviceError(f"threads must be >= 1, got {threads}")
         opts.intra_op_num_threads = threads
     if optimized_model_path is not None:
         opts.optimized_model_filepath = str(optimized_model_path)
@@ -149,7 +175,6 @@ def create_session(
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
 
-    device = Device(device)
     available = ort.get_available_providers()
     if checked.string_inputs and device is not Device.cpu:
         # A text-in (--with-tokenizer) graph: ORT cannot copy string tensors to the GPU, so

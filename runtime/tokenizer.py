@@ -101,7 +101,17 @@ class Tokenizer:
 
         Matching stops after `max_length` tokens: a huge line costs no more than a long one.
         """
+        return self._split(text, self.config.max_length)
+
+    def split_checked(self, text: str) -> tuple[list[str], bool]:
+        """`split(text)` and whether it dropped tokens (the text has over `max_length`)."""
         limit = self.config.max_length
+        tokens = self._split(text, limit + 1)
+        if len(tokens) > limit:
+            return tokens[:limit], True
+        return tokens, False
+
+    def _split(self, text: str, limit: int) -> list[str]:
         regex = self._regex
         if regex is None:
             # RE2 on the UTF-8 bytes: match spans come back in bytes, no offset mapping.
