@@ -82,6 +82,12 @@ ONLY_FOR = {
     "max_length": {"classify", "tag", "cloze"},
     "lowercase": {"classify", "tag", "cloze"},
     "vectors": {"classify", "tag", "cloze"},
+    "skip_bad_lines": {"classify", "tag", "cloze"},
+}
+WHY_NOT = {
+    "skip_bad_lines": (
+        ": a skipped CSV row would join its neighbours into a series with a gap; fix the row"
+    ),
 }
 
 
@@ -350,7 +356,9 @@ def _check_task_options(
     for name, tasks in ONLY_FOR.items():
         if (_given(ctx, name) or name in from_config) and task not in tasks:
             flag = "--" + name.replace("_", "-")
-            raise typer.BadParameter(f"{flag} applies to {'/'.join(sorted(tasks))}, not {task}")
+            raise typer.BadParameter(
+                f"{flag} applies to {'/'.join(sorted(tasks))}, not {task}{WHY_NOT.get(name, '')}"
+            )
 
 
 @app.command(no_args_is_help=True)

@@ -44,7 +44,7 @@ def tsv(tmp_path: Path) -> tuple[Path, Path]:
     return data, dev
 
 
-def classify(data: Path, dev: Path, out: Path, *more: object) -> tuple[int, str]:
+def classify(data: Path, dev: Path, out: Path | str, *more: object) -> tuple[int, str]:
     return train("classify", "--data", data, "--dev", dev, "--out", out, *TINY, *more)
 
 
@@ -190,10 +190,8 @@ def test_folder_of_checkpoint_files_without_config_needs_force(
 # 3: a damaged history.jsonl
 
 
-def test_damaged_history_loads_with_a_warning(
-    tiny_ckpt,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+def test_damaged_history_loads_with_a_warning(  # type: ignore[no-untyped-def]
+    tiny_ckpt, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from bilstm.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -339,6 +337,23 @@ def test_forecast_resume_keeps_columns_and_refuses_another_window(tmp_path: Path
     code, out = train(*base, "--resume", "--epochs", "2")
     assert code == 0, out
     assert "epoch 2:" in out and "columns ['y', 'x']" in out
+
+
+def test_skip_bad_lines_is_refused_for_forecast(tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "train.csv", 1, 40)
+    code, out = train(
+        "forecast",
+        "--data",
+        data,
+        "--dev",
+        data,
+        "--out",
+        tmp_path / "r",
+        "--target",
+        "y",
+        "--skip-bad-lines",
+    )
+    assert code == 2 and "--skip-bad-lines applies to classify/cloze/tag, not forecast" in out
 
 
 def test_index_like_columns() -> None:
