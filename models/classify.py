@@ -95,7 +95,7 @@ def train_classifier(
     `model_cfg` holds `ModelConfig` fields except vocab_size/num_labels, which come from data.
     With `resume`, training continues from the checkpoint at `out`.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
 

@@ -396,10 +396,18 @@ def train(
         Path | None, typer.Option(exists=True, dir_okay=False, help="JSON file of option values.")
     ] = None,
     # model
-    embedding_dim: Annotated[int, typer.Option(min=1, rich_help_panel=MODEL)] = 128,
-    hidden_size: Annotated[int, typer.Option(min=1, rich_help_panel=MODEL)] = 128,
-    layers: Annotated[int, typer.Option(min=1, rich_help_panel=MODEL)] = 1,
-    cell: Annotated[Cell, typer.Option(rich_help_panel=MODEL)] = Cell.lstm,
+    embedding_dim: Annotated[
+        int, typer.Option(min=1, rich_help_panel=MODEL, help="Word embedding size.")
+    ] = 128,
+    hidden_size: Annotated[
+        int, typer.Option(min=1, rich_help_panel=MODEL, help="LSTM/GRU units per direction.")
+    ] = 128,
+    layers: Annotated[
+        int, typer.Option(min=1, rich_help_panel=MODEL, help="Stacked bidirectional layers.")
+    ] = 1,
+    cell: Annotated[
+        Cell, typer.Option(rich_help_panel=MODEL, help="Recurrent cell type.")
+    ] = Cell.lstm,
     merge: Annotated[
         Merge, typer.Option(rich_help_panel=MODEL, help="How the two directions combine.")
     ] = Merge.concat,
@@ -414,7 +422,15 @@ def train(
             help="LSTM projections: each direction's output projected to this size.",
         ),
     ] = 0,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, rich_help_panel=MODEL)] = 0.3,
+    dropout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            rich_help_panel=MODEL,
+            help="Dropout between layers and before the output layer.",
+        ),
+    ] = 0.3,
     embedding_dropout: Annotated[
         float,
         typer.Option(
@@ -425,9 +441,22 @@ def train(
     max_length: Annotated[
         int, typer.Option(min=1, rich_help_panel=TEXT, help="Tokens kept per text.")
     ] = DEFAULT_MAX_LENGTH,
-    lowercase: Annotated[bool, typer.Option(rich_help_panel=TEXT)] = True,
-    min_freq: Annotated[int, typer.Option(min=1, rich_help_panel=TEXT)] = 1,
-    max_vocab: Annotated[int | None, typer.Option(min=4, rich_help_panel=TEXT)] = None,
+    lowercase: Annotated[
+        bool,
+        typer.Option(rich_help_panel=TEXT, help="Lower-case words before the vocabulary lookup."),
+    ] = True,
+    min_freq: Annotated[
+        int,
+        typer.Option(
+            min=1, rich_help_panel=TEXT, help="Words seen fewer times in training become <unk>."
+        ),
+    ] = 1,
+    max_vocab: Annotated[
+        int | None,
+        typer.Option(
+            min=4, rich_help_panel=TEXT, help="Keep at most this many words (most frequent first)."
+        ),
+    ] = None,
     class_weights: Annotated[
         bool, typer.Option(rich_help_panel=TEXT, help="classify: weight rare classes.")
     ] = False,
@@ -444,7 +473,12 @@ def train(
         ),
     ] = 0.0,
     # forecast
-    target: Annotated[str | None, typer.Option(rich_help_panel=SERIES)] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=SERIES, help="CSV column to forecast (required for a new run)."
+        ),
+    ] = None,
     features: Annotated[
         str | None,
         typer.Option(
@@ -456,27 +490,71 @@ def train(
             ),
         ),
     ] = None,
-    window: Annotated[int, typer.Option(min=1, rich_help_panel=SERIES)] = 48,
-    horizon: Annotated[int, typer.Option(min=1, rich_help_panel=SERIES)] = 1,
+    window: Annotated[
+        int,
+        typer.Option(
+            min=1, rich_help_panel=SERIES, help="Rows of history the model reads per forecast."
+        ),
+    ] = 48,
+    horizon: Annotated[
+        int, typer.Option(min=1, rich_help_panel=SERIES, help="Steps forecast after each window.")
+    ] = 1,
     season: Annotated[
         int | None,
         typer.Option(min=1, rich_help_panel=SERIES, help="Season length for the naive baseline."),
     ] = None,
     # training
-    epochs: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING)] = 20,
-    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING)] = 128,
-    lr: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 2e-3,
-    weight_decay: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 0.0,
-    clip_norm: Annotated[float, typer.Option(min=0.0, rich_help_panel=TRAINING)] = 5.0,
-    patience: Annotated[int, typer.Option(min=1, rich_help_panel=TRAINING)] = 3,
-    seed: Annotated[int, typer.Option(rich_help_panel=TRAINING)] = 13,
+    epochs: Annotated[
+        int,
+        typer.Option(min=1, rich_help_panel=TRAINING, help="Most passes over the training data."),
+    ] = 20,
+    batch_size: Annotated[
+        int, typer.Option(min=1, rich_help_panel=TRAINING, help="Examples per optimiser step.")
+    ] = 128,
+    lr: Annotated[
+        float,
+        typer.Option(
+            min=0.0, rich_help_panel=TRAINING, help="Adam learning rate (halved on a dev plateau)."
+        ),
+    ] = 2e-3,
+    weight_decay: Annotated[
+        float, typer.Option(min=0.0, rich_help_panel=TRAINING, help="Adam weight decay (L2).")
+    ] = 0.0,
+    clip_norm: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            rich_help_panel=TRAINING,
+            help="Clip the gradient norm to this (0: no clipping).",
+        ),
+    ] = 5.0,
+    patience: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            rich_help_panel=TRAINING,
+            help="Stop after this many epochs without a better dev metric.",
+        ),
+    ] = 3,
+    seed: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=TRAINING, help="Random seed (same seed, data and options: same model)."
+        ),
+    ] = 13,
     device: Annotated[
         str, typer.Option(rich_help_panel=TRAINING, help="cpu, cuda or cuda:N")
     ] = "cpu",
     threads: Annotated[
         int | None, typer.Option(min=1, rich_help_panel=TRAINING, help="torch intra-op threads.")
     ] = None,
-    skip_bad_lines: Annotated[bool, typer.Option(rich_help_panel=TRAINING)] = False,
+    skip_bad_lines: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=TRAINING,
+            help="Skip malformed text lines (counted) instead of stopping.",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -501,7 +579,7 @@ def train(
             help="Pretrained word vectors, word2vec/GloVe text format.",
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     """Train a BiLSTM model for TASK and write a checkpoint folder to --out."""
     params = dict(ctx.params)
@@ -579,7 +657,7 @@ def _distributed(cfg: TrainConfig) -> Iterator[Console]:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        yield Console(stderr=True)
+        yield Console(stderr=True, soft_wrap=True)
         return
     cuda = cfg.device.startswith("cuda")
     if cuda:
@@ -588,7 +666,7 @@ def _distributed(cfg: TrainConfig) -> Iterator[Console]:
     torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
     rank = torch.distributed.get_rank()
     try:
-        yield Console(stderr=True, quiet=rank != 0)
+        yield Console(stderr=True, soft_wrap=True, quiet=rank != 0)
     finally:
         torch.distributed.destroy_process_group()
 

@@ -118,7 +118,7 @@ def train_cloze(
     resume: bool = False,
 ) -> Checkpoint:
     """Train a fill-in-the-blank model (best epoch by dev top-1), saving `out` every epoch."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
 

@@ -150,7 +150,7 @@ def train_forecaster(
     step are stored for anomaly flags. With `resume`, the checkpoint's columns, window,
     horizon and scalers are kept.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
     columns = [target, *[f for f in features if f != target]]

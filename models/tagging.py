@@ -119,7 +119,7 @@ def train_tagger(
     """Train a tagger (best epoch by dev token accuracy), saving `out` after every epoch.
 
     `paths` (training, dev file) make error messages name the files."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     seed_everything(train_cfg.seed)
     device = torch.device(train_cfg.device)
 

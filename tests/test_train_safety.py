@@ -431,3 +431,16 @@ def test_unknown_dev_tag_or_label_names_file_and_line(tmp_path: Path) -> None:
     dev_tsv.write_text("pos\tgood\nmeh\tso so\n")
     code, out = classify(tsv, dev_tsv, tmp_path / "run2")
     assert code == 2 and f"{dev_tsv}:2: label 'meh' is not among the labels" in out
+
+
+def test_progress_lines_are_not_wrapped_when_stderr_is_a_pipe(
+    tsv: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """rich wraps at 80 columns off a terminal unless told not to; logs want whole lines."""
+    out = tmp_path / ("a-very-long-folder-name-for-the-run-" * 3) / "ckpt"
+    out.parent.mkdir()
+    result = CliRunner().invoke(
+        app, [str(a) for a in ["classify", "--data", tsv[0], "--dev", tsv[1], "--out", out, *TINY]]
+    )
+    assert result.exit_code == 0, result.output
+    assert any(line.endswith(f"saved {out}") for line in result.output.splitlines()), result.output
