@@ -49,6 +49,7 @@ RUN_ONLY_FOR: dict[str, frozenset[str]] = {
     "rolling": frozenset({"forecast"}),
     "anomalies": frozenset({"forecast"}),
     "threshold": frozenset({"forecast"}),
+    "tokenize": frozenset({"tag"}),
     "shard": TEXT_TASKS,
     "chunk_size": TEXT_TASKS,
     "on_error": TEXT_TASKS,
@@ -239,6 +240,13 @@ def _run_generic(
         handle.write(to_json(outputs) + "\n")
 
 
+class Tokenize(str, Enum):
+    """How a tag model splits an input line into tokens."""
+
+    spaces = "spaces"
+    words = "words"
+
+
 class OnError(str, Enum):
     """What `bilstm-run` does with a line it cannot use."""
 
@@ -268,6 +276,13 @@ def run(
         bool, typer.Option(help="Include probabilities (classify) or confidences (tag).")
     ] = True,
     top_k: Annotated[int, typer.Option(min=1, help="Candidate words per blank (cloze).")] = 5,
+    tokenize: Annotated[
+        Tokenize,
+        typer.Option(
+            help="tag: spaces = the line is tokens separated by whitespace (as CoNLL-U "
+            "training data); words = raw text, split into words and punctuation."
+        ),
+    ] = Tokenize.spaces,
     rolling: Annotated[
         bool, typer.Option(help="Forecast: a forecast for every window, not just the last.")
     ] = False,
@@ -377,7 +392,8 @@ def run(
         start = time.perf_counter()
         count = failed = 0
         with atomic_output(output) as handle:
-            writer = RecordWriter(handle, fmt, tsv_columns(bilstm, probabilities))
+            columns = tsv_columns(bilstm, probabilities, rolling, anomalies)
+            writer = RecordWriter(handle, fmt, columns)
             if bilstm.task == "forecast":
                 values, rows = _forecast_input(bilstm, input)
                 for record in forecast_records(
@@ -389,7 +405,9 @@ def run(
                 with _progress(show) as advance:
                     chunks = _chunks(iter_lines(input, max_line_bytes), chunk_size)
                     for chunk in select_chunks(chunks, shard_of):
-                        records = text_records(bilstm, chunk, batch_size, top_k, probabilities)
+                        records = text_records(
+                            bilstm, chunk, batch_size, top_k, probabilities, tokenize.value
+                        )
                         bad = [r for r in records if "error" in r]
                         if bad and on_error is OnError.stop:
                             raise BiLSTMError(

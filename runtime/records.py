@@ -13,16 +13,21 @@ from bilstm.runtime.reader import Line
 from bilstm.runtime.series import window_starts
 
 
-def tsv_columns(model: BiLSTM, probabilities: bool) -> list[str]:
-    """TSV header of a task's records."""
+def tsv_columns(
+    model: BiLSTM, probabilities: bool, rolling: bool = False, anomalies: bool = False
+) -> list[str]:
+    """TSV/table header of a task's records: every field the JSON record can carry."""
     if model.task == "classify":
         probs = [f"p_{lab}" for lab in model.labels] if probabilities else []
-        return ["line", "label", *probs, "error"]
+        return ["line", "label", *probs, "truncated", "error"]
     if model.task == "tag":
-        return ["line", "tokens", "tags", "error"]
+        confidences = ["confidences"] if probabilities else []
+        return ["line", "tokens", "tags", *confidences, "truncated", "error"]
     if model.task == "cloze":
         return ["line", "word", "candidates", "error"]
-    return ["row", "forecast", "actual", "anomalies", "error"]
+    actual = ["actual"] if rolling else []
+    flags = ["zscores", "anomalies"] if anomalies else []
+    return ["row", "forecast", *actual, *flags, "error"]
 
 
 def tsv_cells(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
@@ -43,6 +48,8 @@ def tsv_cells(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):  # as JSON writes them, not Python's True/False
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list | tuple):

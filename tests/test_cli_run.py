@@ -80,7 +80,7 @@ def test_tsv_format_and_atomic_output(exported: Path, tmp_path: Path) -> None:
     result = run(str(exported), str(src), "--format", "tsv", "--output", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     rows = out.read_text().splitlines()
-    assert rows[0] == "line\tlabel\tp_neg\tp_pos\terror"
+    assert rows[0] == "line\tlabel\tp_neg\tp_pos\ttruncated\terror"
     assert rows[1].startswith("1\tpos\t") and rows[2].startswith("2\t\t")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 

@@ -174,3 +174,32 @@ def test_help_keeps_bracketed_words() -> None:
     on_error = next(line for line in single.output.splitlines() if "│ --on-error" in line)
     assert "record|stop" in on_error and "<str>" not in on_error
     assert "[default: 64 on CPU, 1024 on CUDA]" in single.output
+
+
+def test_tsv_keeps_tag_confidences_and_forecast_zscores_with_json_booleans(
+    tmp_path: Path,
+) -> None:
+    sentence = tmp_path / "s.txt"
+    sentence.write_text("The cat sat .\n")
+    tag = run("pos-en", str(sentence), "-f", "tsv", "-q").stdout.splitlines()
+    assert tag[0].split("\t") == ["line", "tokens", "tags", "confidences", "truncated", "error"]
+    assert len(tag[1].split("\t")[3].split()) == 4
+    demand = Path(__file__).parents[1] / "examples" / "demand.csv"
+    rows = run("elecdemand-h1", str(demand), "--rolling", "--anomalies", "-f", "tsv", "-q")
+    header, first = rows.stdout.splitlines()[:2]
+    assert header.split("\t") == ["row", "forecast", "actual", "zscores", "anomalies", "error"]
+    assert first.split("\t")[4] in ("true", "false")
+    assert "True" not in rows.stdout and "False" not in rows.stdout
+
+
+def test_tokenize_words_splits_punctuation_for_tag_models(tmp_path: Path) -> None:
+    import json
+
+    text = tmp_path / "raw.txt"
+    text.write_text("Hello, world! I can't go.\n")
+    spaces = json.loads(run("pos-en", str(text), "-q").stdout)
+    words = json.loads(run("pos-en", str(text), "-q", "--tokenize", "words").stdout)
+    assert "world!" in spaces["tokens"]
+    assert words["tokens"] == ["Hello", ",", "world", "!", "I", "can't", "go", "."]
+    assert words["tags"][1] == "PUNCT" and words["tags"][-1] == "PUNCT"
+    assert_refused(run("sentiment", str(text), "--tokenize", "words"), "--tokenize")
