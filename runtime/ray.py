@@ -278,10 +278,11 @@ class BiLSTMPredictor:
                 records[i] = {"error": f"not a numeric window: {exc}"}
                 arrays.append(None)
                 continue
-            if x.ndim != 2 or x.shape[1] != len(model.columns) or x.shape[0] < 1:
+            if x.ndim != 2 or x.shape[1] != len(model.columns) or x.shape[0] < model.window:
                 records[i] = {
-                    "error": f"expected a window [time, {len(model.columns)}] with columns "
-                    f"{model.columns}, got shape {list(x.shape)}"
+                    "error": f"expected a window [time >= {model.window}, "
+                    f"{len(model.columns)}] with columns {model.columns}, got shape "
+                    f"{list(x.shape)}"
                 }
                 arrays.append(None)
                 continue

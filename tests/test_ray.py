@@ -107,14 +107,15 @@ def test_forecast_windows_match_cli_rolling() -> None:
     series = np.array([[float(r[c]) for c in predictor.model.columns] for r in rows], np.float32)
     window = predictor.model.window
     windows = [series[s : s + window] for s in range(len(series) - window + 1)]
-    column = np.empty(len(windows) + 2, dtype=object)
-    column[:] = [*windows, None, [[1.0, 2.0]]]
+    column = np.empty(len(windows) + 3, dtype=object)
+    column[:] = [*windows, None, [[1.0, 2.0]], series[:5]]
     out = predictor({"window": column})
     assert len(expected) == len(windows)
     for rec, got in zip(expected, out["forecast"], strict=False):
         assert got == pytest.approx(rec["forecast"], abs=1e-5)
-    assert out["error"][-2] == "no window (the value is null)"
-    assert "expected a window" in out["error"][-1]
+    assert out["error"][-3] == "no window (the value is null)"
+    assert "expected a window" in out["error"][-2]
+    assert f"time >= {window}" in out["error"][-1]  # shorter than the model's window: one row
 
 
 def test_importing_the_runtime_leaves_ray_out() -> None:
