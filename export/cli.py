@@ -7,7 +7,7 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from bilstm.export.standalone import STANDALONE_OPSET
 from bilstm.export.verify import FP32_TOLERANCE
 from bilstm.runtime.errors import BiLSTMError
+
+if TYPE_CHECKING:
+    from bilstm.export.exporter import ExportReport
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
@@ -80,11 +83,7 @@ def export(
     """
     from bilstm.export.exporter import export_checkpoint
 
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s: %(message)s",
-    )
+    _configure_logging(debug)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -107,11 +106,25 @@ def export(
         raise typer.Exit(2) from None
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)
+    _echo_report(report)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Warnings (everything with --debug) on stderr, one line each."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s: %(message)s",
+    )
+
+
+def _echo_report(report: ExportReport) -> None:
+    """The parity figures and the written file on stderr (stdout stays free for pipes)."""
     if report.parity is not None:
         for case in report.parity.cases:
             typer.echo(
-                f"parity {case['case']:<36} {case['output']:<13} max abs "
-                f"{case['max_abs']:.2e}  max rel {case['max_rel']:.2e}",
+                f"parity {case.case:<36} {case.output:<13} max abs "
+                f"{case.max_abs:.2e}  max rel {case.max_rel:.2e}",
                 err=True,
             )
     if report.variant_details is not None:

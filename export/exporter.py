@@ -39,7 +39,8 @@ class ExportReport:
     precision: str = "fp32"
     """fp32, int8 or fp16; `parity` is always the fp32 check the variant was derived after."""
     variant_parity: dict[str, Any] | None = None
-    """Parity of the int8/fp16 variant with PyTorch (looser tolerance), None for fp32."""
+    """Parity of the int8/fp16 variant with PyTorch (looser tolerance), None for fp32: the
+    variant's `ParityReport.to_dict()`, as stored in the metadata."""
     variant_details: dict[str, Any] | None = None
     """Conversion report of the variant (sizes, op counts, settings), None for fp32."""
     standalone: dict[str, Any] | None = None
@@ -154,39 +155,16 @@ def export_checkpoint(
     unless `force=False`, as `bilstm export` without `--force` does.
     """
     started = time.perf_counter()
-    if quantize is not None and quantize not in ("int8",):
-        raise ExportError(f"--quantize {quantize} is not supported; choose int8")
-    if quantize and fp16:
-        raise ExportError("--quantize int8 and --fp16 exclude each other; choose one")
-    precision = "fp16" if fp16 else quantize or "fp32"
+    precision = _precision(quantize, fp16)
     out = Path(out)
     check_export_output(checkpoint, out, force)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    if with_tokenizer:
-        from bilstm.export.standalone import STANDALONE_OPSET, check_supported
-
-        check_supported(ckpt)
-        opset = STANDALONE_OPSET if opset is None else opset
-        if opset < STANDALONE_OPSET:
-            raise ExportError(
-                f"--with-tokenizer needs --opset {STANDALONE_OPSET} or later (StringConcat)"
-            )
-    opset = DEFAULT_OPSET if opset is None else opset
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
+    opset = _opset(ckpt, opset, with_tokenizer)
     ckpt.model.eval()
     model = build_graph(ckpt.model_config, ckpt.model.state_dict(), opset)
     check_graph(model, ckpt.model_config)
     sha = weights_hash(model)
-
-    parity: ParityReport | None = None
-    if verify:
-        with tempfile.TemporaryDirectory(prefix="bilstm-export-") as tmp:
-            candidate = Path(tmp) / "candidate.onnx"
-            onnx.save_model(model, candidate)
-            parity = check_parity(ckpt, candidate, tolerance=tolerance)
-        if parity.note:
-            warnings.warn(f"{out}: {parity.note}", UserWarning, stacklevel=2)
+    parity = _fp32_parity(ckpt, model, tolerance, out) if verify else None
     export_info = {
         "opset": opset,
         "precision": "fp32",
@@ -197,32 +175,14 @@ def export_checkpoint(
     variant_parity: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
     if precision != "fp32":
-        from bilstm.export.quantize import build_variant
-
-        model, details, variant_parity = build_variant(
-            ckpt, model, precision, verify=verify, tolerance=variant_tolerance
+        model, details, variant_parity = _variant(
+            ckpt, model, precision, verify, variant_tolerance, parity
         )
         sha = weights_hash(model)
-        if parity is not None and parity.note and variant_parity is not None:
-            variant_parity.setdefault("note", parity.note)
-        fp32_info = {k: export_info[k] for k in ("weights_sha256", "parity")}
-        export_info |= {
-            "precision": precision,
-            "weights_sha256": sha,
-            "parity": variant_parity,
-            "fp32": fp32_info | {"size_bytes": details["size_before"]},
-            "quantization" if precision == "int8" else "conversion": details,
-        }
+        export_info |= _variant_info(export_info, precision, sha, variant_parity, details)
     standalone: dict[str, Any] | None = None
     if with_tokenizer:
-        from bilstm.export.standalone import build_standalone, describe, verify_standalone
-
-        core, model = model, build_standalone(ckpt, model)
-        standalone = describe(ckpt, model)
-        if verify:
-            standalone["parity"] = verify_standalone(
-                ckpt, model, core, tolerance, against_pytorch=precision == "fp32"
-            )
+        model, standalone = _standalone(ckpt, model, verify, tolerance, precision)
         export_info["standalone"] = standalone
     meta = _metadata(ckpt, export_info)
     meta.standalone = with_tokenizer
@@ -241,3 +201,100 @@ def export_checkpoint(
         variant_details=details,
         standalone=standalone,
     )
+
+
+def _precision(quantize: str | None, fp16: bool) -> str:
+    """fp32, int8 or fp16 from the options; `ExportError` for an unknown or double choice."""
+    if quantize is not None and quantize not in ("int8",):
+        raise ExportError(f"--quantize {quantize} is not supported; choose int8")
+    if quantize and fp16:
+        raise ExportError("--quantize int8 and --fp16 exclude each other; choose one")
+    return "fp16" if fp16 else quantize or "fp32"
+
+
+def _opset(ckpt: Checkpoint, opset: int | None, with_tokenizer: bool) -> int:
+    """The opset to build at: the default, or `STANDALONE_OPSET` for --with-tokenizer."""
+    if with_tokenizer:
+        from bilstm.export.standalone import STANDALONE_OPSET, check_supported
+
+        # Refused before any work: a pattern with no exact RE2 form, a non-text model.
+        check_supported(ckpt)
+        opset = STANDALONE_OPSET if opset is None else opset
+        if opset < STANDALONE_OPSET:
+            raise ExportError(
+                f"--with-tokenizer needs --opset {STANDALONE_OPSET} or later (StringConcat)"
+            )
+    opset = DEFAULT_OPSET if opset is None else opset
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET}")
+    return opset
+
+
+def _fp32_parity(
+    ckpt: Checkpoint, model: onnx.ModelProto, tolerance: float, out: Path
+) -> ParityReport:
+    """`check_parity` on the fp32 graph; warns (UserWarning) when the check is weaker."""
+    with tempfile.TemporaryDirectory(prefix="bilstm-export-") as tmp:
+        candidate = Path(tmp) / "candidate.onnx"
+        onnx.save_model(model, candidate)
+        parity = check_parity(ckpt, candidate, tolerance=tolerance)
+    if parity.note:
+        # stacklevel 3: the caller of export_checkpoint.
+        warnings.warn(f"{out}: {parity.note}", UserWarning, stacklevel=3)
+    return parity
+
+
+def _variant(
+    ckpt: Checkpoint,
+    model: onnx.ModelProto,
+    precision: str,
+    verify: bool,
+    tolerance: float | None,
+    fp32_parity: ParityReport | None,
+) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, Any] | None]:
+    """The int8/fp16 model, its conversion report and its parity as stored (None: unverified)."""
+    from bilstm.export.quantize import build_variant
+
+    model, details, report = build_variant(
+        ckpt, model, precision, verify=verify, tolerance=tolerance
+    )
+    if report is None:
+        return model, details, None
+    # The fp32 check ran on the same cases: its note (no dev examples) holds here too, also
+    # when the variant's own check was skipped.
+    report.note = report.note or (fp32_parity.note if fp32_parity else None)
+    return model, details, report.to_dict()
+
+
+def _variant_info(
+    fp32: dict[str, Any],
+    precision: str,
+    sha: str,
+    parity: dict[str, Any] | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """The `export` keys of a variant; the fp32 graph's hash and parity move to `fp32`."""
+    fp32_info = {k: fp32[k] for k in ("weights_sha256", "parity")}
+    return {
+        "precision": precision,
+        "weights_sha256": sha,
+        "parity": parity,
+        "fp32": fp32_info | {"size_bytes": details["size_before"]},
+        "quantization" if precision == "int8" else "conversion": details,
+    }
+
+
+def _standalone(
+    ckpt: Checkpoint, core: onnx.ModelProto, verify: bool, tolerance: float, precision: str
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The standalone model around `core` and its `export.standalone` metadata."""
+    from bilstm.export.standalone import build_standalone, describe, verify_standalone
+
+    model = build_standalone(ckpt, core)
+    standalone = describe(ckpt, model)
+    if verify:
+        # A variant is compared with its own id graph only: PyTorch is fp32.
+        standalone["parity"] = verify_standalone(
+            ckpt, model, core, tolerance, against_pytorch=precision == "fp32"
+        ).to_dict()
+    return model, standalone

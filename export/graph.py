@@ -1,7 +1,7 @@
 """Writes the ONNX graph of a bilstm model directly from its weights.
 
 Why not `torch.onnx.export`: the TorchScript exporter is deprecated, and the dynamo exporter
-cannot trace packed sequences and emits no `sequence_lens` (DESIGN.md, traps 1-2). The
+cannot trace packed sequences and emits no `sequence_lens` (docs/export-notes.md 1-2). The
 architectures here are few and fixed, so the graph is written node by node: one fused
 bidirectional `LSTM`/`GRU` node per layer fed `sequence_lens` from the `lengths` input, dynamic
 `batch` and `time` axes everywhere, weights already in ONNX gate order (no run-time reordering,

@@ -1,5 +1,5 @@
 """LSTM with projections (`proj_size > 0`) lowered to ONNX `Scan`, since the ONNX `LSTM`
-operator has no projection and no PyTorch exporter writes one (DESIGN.md trap 3).
+operator has no projection and no PyTorch exporter writes one (docs/export-notes.md 3).
 
 Per direction: the input projection for all steps is one MatMul outside the loop; a `Scan`
 runs the recurrence (gates, cell, projected hidden state) step by step. Steps past a row's

@@ -1,23 +1,39 @@
-"""Parity: the exported model must compute what the PyTorch model computes."""
+"""Parity of the fp32 export with PyTorch, and the cases every parity check runs.
+
+The case list (`parity_cases`: ragged random batches plus the checkpoint's stored dev
+examples) and the reference (`reference_outputs`: the PyTorch model) serve the fp32 check here
+and the int8/fp16 check in quantize.py; the comparison itself is `parity.compare_cases`.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from bilstm.export.parity import Case, ParityReport, Tolerance, compare_cases, valid_positions
 from bilstm.models.checkpoint import Checkpoint, predict_logits
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import ParityError
 from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
 from bilstm.runtime.session import Device, create_session
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "FP32_SHAPES",
+    "FP32_TOLERANCE",
+    "NO_EXAMPLES_NOTE",
+    "ParityReport",
+    "check_parity",
+    "dev_rows",
+    "example_feeds",
+    "parity_cases",
+    "ragged_batch",
+    "random_feeds",
+    "reference_outputs",
+    "text_encoder",
+    "valid_positions",
+]
 
 FP32_TOLERANCE = 1e-5
 """fp32 exports: every value may differ by at most tolerance * (1 + |reference|), i.e. 1e-5
@@ -31,39 +47,8 @@ NO_EXAMPLES_NOTE = (
     "(bilstm train writes it) to check real inputs too"
 )
 
-
-@dataclass
-class ParityReport:
-    """Max abs/rel differences per output and case; `ok` when all are within tolerance."""
-
-    tolerance: float
-    cases: list[dict[str, Any]] = field(default_factory=list)
-    dev_examples: int = 0
-    """Rows of the checkpoint's stored dev examples among the cases (0: random batches only)."""
-    note: str | None = None
-    """Why the check is weaker than usual (no dev examples), None when it is not."""
-
-    @property
-    def max_abs(self) -> float:
-        """Largest absolute difference over all cases and outputs."""
-        return max((c["max_abs"] for c in self.cases), default=0.0)
-
-    @property
-    def ok(self) -> bool:
-        """True when every difference is within tolerance (see `FP32_TOLERANCE`)."""
-        return all(c["within"] for c in self.cases)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form stored in the model metadata."""
-        report: dict[str, Any] = {
-            "tolerance": self.tolerance,
-            "max_abs": self.max_abs,
-            "dev_examples": self.dev_examples,
-            "cases": self.cases,
-        }
-        if self.note:
-            report["note"] = self.note
-        return report
+FP32_SHAPES: tuple[tuple[int, int], ...] = ((5, 11), (3, 29), (1, 1))
+"""(batch, time) of the random cases: ragged, with a single-step and a single-row batch."""
 
 
 def ragged_batch(
@@ -151,81 +136,55 @@ def reference_outputs(ckpt: Checkpoint, feeds: dict[str, np.ndarray]) -> dict[st
     return {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
 
 
-def valid_positions(task: str, feeds: dict[str, np.ndarray], value: np.ndarray) -> np.ndarray:
-    """Only real positions count for per-token outputs (padding rows are never read)."""
-    if task != "tag":
-        return value
-    lens = feeds[md.LENGTHS]
-    return value[np.arange(value.shape[1])[None, :] < lens[:, None]]
+def parity_cases(
+    ckpt: Checkpoint, shapes: Sequence[tuple[int, int]] = FP32_SHAPES, seed: int = 0
+) -> list[Case]:
+    """The one case list: ragged random batches at `shapes` (batch, time; lengths include 1, 2
+    and the full time), then the checkpoint's stored dev examples when it has usable ones."""
+    cases = [
+        Case(f"random batch={b} time={t}", random_feeds(ckpt, b, t, seed + i))
+        for i, (b, t) in enumerate(shapes)
+    ]
+    real = example_feeds(ckpt)
+    if real is not None:
+        first = next(iter(real.values()))
+        cases.append(Case(f"dev examples batch={first.shape[0]} time={first.shape[1]}", real, True))
+    return cases
 
 
-def _compare(name: str, ref: np.ndarray, got: np.ndarray, tolerance: float) -> dict[str, Any]:
-    ref64 = ref.astype(np.float64)
-    diff = np.abs(ref64 - got.astype(np.float64))
-    rel = diff / np.maximum(np.abs(ref64), 1e-6)
-    return {
-        "case": name,
-        "shape": list(ref.shape),
-        "max_abs": float(diff.max(initial=0.0)),
-        "max_rel": float(rel.max(initial=0.0)),
-        "within": bool(np.all(diff <= tolerance * (1.0 + np.abs(ref64)))),
-    }
+def dev_rows(cases: Sequence[Case]) -> int:
+    """Rows of stored dev examples among `cases` (0: random batches only)."""
+    return sum(int(next(iter(c.feeds.values())).shape[0]) for c in cases if c.dev)
 
 
 def check_parity(
     ckpt: Checkpoint,
     onnx_path: Path,
     tolerance: float = FP32_TOLERANCE,
-    shapes: Sequence[tuple[int, int]] = ((5, 11), (3, 29), (1, 1)),
+    shapes: Sequence[tuple[int, int]] = FP32_SHAPES,
     seed: int = 0,
 ) -> ParityReport:
-    """Compare PyTorch and ONNX Runtime on every output of the graph.
+    """Compare PyTorch and ONNX Runtime on every output of the graph (`FP32_TOLERANCE` rule).
 
-    Cases: ragged random batches at `shapes` (batch, time), plus the checkpoint's stored dev
-    examples (without any, the report's `dev_examples` is 0 and its `note` says so). Raises
-    `ParityError` listing every breach.
+    Cases: `parity_cases` (without dev examples, the report's `dev_examples` is 0 and its
+    `note` says so). Raises `ParityError` listing every breach.
     """
     session = create_session(onnx_path, device=Device.cpu, threads=1)
-    cases = [
-        (f"random batch={b} time={t}", random_feeds(ckpt, b, t, seed + i))
-        for i, (b, t) in enumerate(shapes)
-    ]
-    real = example_feeds(ckpt)
-    report = ParityReport(tolerance=tolerance)
-    if real is not None:
-        first = next(iter(real.values()))
-        cases.append((f"dev examples batch={first.shape[0]} time={first.shape[1]}", real))
-        report.dev_examples = int(first.shape[0])
-    else:
-        report.note = NO_EXAMPLES_NOTE
     names = [o.name for o in session.get_outputs()]
-    for name, feeds in cases:
-        ref = reference_outputs(ckpt, feeds)
-        got = dict(zip(names, session.run(names, feeds), strict=True))
-        for output, value in ref.items():
-            row = _compare(
-                name,
-                valid_positions(ckpt.task, feeds, value),
-                valid_positions(ckpt.task, feeds, got[output]),
-                tolerance,
-            )
-            row["output"] = output
-            report.cases.append(row)
-            log.info(
-                "parity %-40s %-13s max abs %.2e  max rel %.2e",
-                name,
-                output,
-                row["max_abs"],
-                row["max_rel"],
-            )
-    if not report.ok:
-        breaches = [
-            f"{c['case']} / {c['output']}: max abs {c['max_abs']:.3e}"
-            for c in report.cases
-            if not c["within"]
-        ]
-        raise ParityError(
-            f"{onnx_path}: ONNX Runtime differs from PyTorch beyond tolerance "
-            f"{tolerance:g} * (1 + |PyTorch value|): " + "; ".join(breaches)
-        )
+
+    def onnx_outputs(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, feeds), strict=True))
+
+    cases = parity_cases(ckpt, shapes, seed)
+    rule = Tolerance(tolerance, relative=True)
+    report = ParityReport(
+        rule=rule,
+        cases=compare_cases(
+            cases, ckpt.task, lambda f: reference_outputs(ckpt, f), onnx_outputs, None, rule
+        ),
+        dev_examples=dev_rows(cases),
+    )
+    if not report.dev_examples:
+        report.note = NO_EXAMPLES_NOTE
+    report.raise_if_failed(f"{onnx_path}: ONNX Runtime")
     return report

@@ -289,3 +289,72 @@ def test_standalone_graph_runs_a_batch_without_any_token(task: str, tmp_path: Pa
         {"num_tokens": [0], "probabilities": 0.0},
         {"num_tokens": [0, 0, 0], "probabilities": 0.0},
     ]
+
+
+# -- the one parity checker: tolerance rules, masking, the three stored forms ----------------
+
+
+def test_parity_compare_rules_nan_and_padding() -> None:
+    """fp32: relative rule on every output; variant: absolute on probabilities only; a NaN
+    always fails and shows as inf; padded positions of per-token outputs never count."""
+    from bilstm.export.parity import Case, Tolerance, compare
+
+    ref = {"logits": np.array([[1000.0, 0.0]]), "probabilities": np.array([[1.0, 0.0]])}
+    got = {"logits": np.array([[1000.005, 0.0]]), "probabilities": np.array([[0.95, 0.05]])}
+    case = Case("c", {"lengths": np.array([1])})
+    fp32 = compare(case, "classify", ref, got, ["logits"], Tolerance(1e-5, relative=True))
+    assert fp32[0].within and fp32[0].max_abs == pytest.approx(0.005)  # 1e-5 * (1 + 1000)
+    variant = Tolerance(0.1, outputs=("probabilities",), name="int8")
+    rows = compare(case, "classify", ref, got, ["logits", "probabilities"], variant)
+    assert [r.within for r in rows] == [True, True]
+    got["probabilities"] = np.array([[np.nan, 0.0]])
+    (row,) = compare(case, "classify", ref, got, ["probabilities"], variant)
+    assert not row.within and row.max_abs == np.inf
+    # Tagging: [batch, time, classes] padded to different widths on the two sides.
+    tag_case = Case("t", {"lengths": np.array([1, 2])})
+    want = {"probabilities": np.zeros((2, 2, 3))}
+    have = {"probabilities": np.full((2, 4, 3), 9.0)}
+    have["probabilities"][:, :2] = 0.0
+    have["probabilities"][0, 1] = 9.0  # padding of row 0
+    (tag,) = compare(tag_case, "tag", want, have, ["probabilities"], Tolerance(1e-5))
+    assert tag.within and tag.shape == [3, 3] and tag.output_shape == [2, 2, 3]
+
+
+def test_parity_report_forms_and_message() -> None:
+    """`to_dict` writes the stored keys of each form; failures name case, output and bound."""
+    from bilstm.export.parity import Case, ParityReport, Tolerance, compare
+    from bilstm.runtime.errors import ParityError
+
+    ref = {"logits": np.array([[2.0, 0.0]]), "probabilities": np.array([[0.9, 0.1]])}
+    got = {"logits": np.array([[0.0, 2.0]]), "probabilities": np.array([[0.1, 0.9]])}
+    rule = Tolerance(0.1, outputs=("probabilities",), name="int8")
+    rows = compare(Case("dev", {}, dev=True), "classify", ref, got, list(ref), rule)
+    report = ParityReport(rule=rule, cases=rows, form="variant", provider="CPU", note="n")
+    doc = report.to_dict()
+    assert list(doc) == [
+        "tolerance",
+        "checked_output",
+        "provider",
+        "cases",
+        "max_abs",
+        "logits_max_abs",
+        "argmax_agreement",
+        "examples_argmax_agreement",
+        "examples",
+        "fp32_dev_metrics",
+        "note",
+    ]
+    assert doc["max_abs"] == pytest.approx(0.8) and doc["logits_max_abs"] == 2.0
+    assert doc["argmax_agreement"] == 0.0 and doc["examples"] == 1
+    assert list(doc["cases"][0]) == ["case", "output", "shape", "max_abs", "mean_abs"]
+    with pytest.raises(ParityError, match=r"int8 model differs .* the int8 tolerance 0\.1 on "):
+        report.raise_if_failed("int8 model")
+    skipped = ParityReport(rule=rule, form="variant", skipped="why", note="n").to_dict()
+    assert skipped == {"tolerance": 0.1, "skipped": "why", "note": "n"}
+    fp32 = ParityReport(rule=Tolerance(1e-5, relative=True), cases=rows).to_dict()
+    assert list(fp32) == ["tolerance", "max_abs", "dev_examples", "cases"]
+    assert list(fp32["cases"][0]) == ["case", "shape", "max_abs", "max_rel", "within", "output"]
+    for row in rows:
+        row.reference = "id_graph"
+    texts = ParityReport(rule=Tolerance(1e-5), cases=rows, form="standalone").to_dict()
+    assert "logits_max_abs_vs_id_graph" in texts and texts["token_ids"].startswith("identical")
