@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def prepare(model: BiLSTM, chunk: list[str]) -> list[tuple[int, dict[str, Any]]]:
         tokens = model.tokens(chunk)
-        encoder = model._text()
+        encoder = model.encoder
         keep = [i for i, t in enumerate(tokens) if t]
         plan = length_batches([len(tokens[i]) for i in keep], args.batch_size)
         return [(len(b), encoder.batch([tokens[keep[i]] for i in b])) for b in plan]

@@ -18,6 +18,7 @@ from bilstm.runtime.errors import (
 )
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.predictions import ClassPrediction, ClozePrediction, Forecast, TagPrediction
+from bilstm.runtime.tasks import Classifier, ClozeModel, Forecaster, Tagger
 
 
 def __getattr__(name: str) -> str:
@@ -33,15 +34,19 @@ __all__ = [
     "BiLSTMError",
     "CheckpointError",
     "ClassPrediction",
+    "Classifier",
+    "ClozeModel",
     "ClozePrediction",
     "DataError",
     "DeviceError",
     "ExportError",
     "Forecast",
+    "Forecaster",
     "InputError",
     "MetadataError",
     "ModelLoadError",
     "ParityError",
     "TagPrediction",
+    "Tagger",
     "__version__",
 ]

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from enum import Enum
-from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,7 @@ import typer
 from bilstm.runtime.errors import BiLSTMError
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.output import Format, RecordWriter, atomic_output
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES, Line, iter_lines
+from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.session import Device, Optimization
 
 log = logging.getLogger("bilstm")
@@ -40,23 +39,24 @@ PLUGIN_HELP = {
     "train": "Train a model (needs the train extra: pip install 'bilstm\\[train]').",
     "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm\\[train]').",
 }
-# Options of `bilstm run` that only mean something for some tasks: giving one elsewhere is an
-# error, as in `bilstm train`, never a silent no-op.
-TEXT_TASKS = frozenset({"classify", "tag", "cloze"})
-RUN_ONLY_FOR: dict[str, frozenset[str]] = {
-    "top_k": frozenset({"cloze"}),
-    "probabilities": frozenset({"classify", "tag"}),
-    "rolling": frozenset({"forecast"}),
-    "anomalies": frozenset({"forecast"}),
-    "threshold": frozenset({"forecast"}),
-    "tokenize": frozenset({"tag"}),
-    "shard": TEXT_TASKS,
-    "chunk_size": TEXT_TASKS,
-    "on_error": TEXT_TASKS,
-    "max_line_bytes": TEXT_TASKS,
-}
 # Tensor input (generic mode) runs the graph as it is: none of the record options apply.
-GENERIC_IGNORES = (*RUN_ONLY_FOR, "fmt", "batch_size", "warmup", "profile", "optimized_model")
+GENERIC_IGNORES = (
+    "top_k",
+    "probabilities",
+    "tokenize",
+    "rolling",
+    "anomalies",
+    "threshold",
+    "shard",
+    "chunk_size",
+    "on_error",
+    "max_line_bytes",
+    "fmt",
+    "batch_size",
+    "warmup",
+    "profile",
+    "optimized_model",
+)
 
 
 def _stderr(message: str) -> None:
@@ -176,35 +176,6 @@ def _progress(show: bool) -> Iterator[Any]:
             bar.update(task, completed=done, rate=done / max(time.perf_counter() - started, 1e-9))
 
         yield advance
-
-
-def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
-    while chunk := list(islice(lines, size)):
-        yield chunk
-
-
-def _forecast_input(model: BiLSTM, source: str) -> tuple[Any, list[int]]:
-    """The model's columns from a CSV file (or stdin) as [rows, columns] and file lines."""
-    import tempfile
-
-    import numpy as np
-
-    from bilstm.runtime.datasets import read_series
-    from bilstm.runtime.reader import STDIN
-
-    if source == STDIN:
-        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
-            tmp.write(sys.stdin.buffer.read())
-        path = Path(tmp.name)
-    else:
-        path = Path(source)
-    try:
-        series = read_series(path, model.columns)
-    finally:
-        if source == STDIN:
-            path.unlink()
-    values = np.stack([np.asarray(series.columns[c], np.float32) for c in model.columns], axis=1)
-    return values, series.lines
 
 
 def _run_generic(
@@ -354,10 +325,11 @@ def run(
     A line that cannot be read (invalid UTF-8, too long) gets an error record, or stops the
     run with --on-error stop. forecast: a CSV with the model's columns.
     """
-    from bilstm.runtime.records import forecast_records, text_records, tsv_columns
+    from bilstm.runtime.model import Reading
+    from bilstm.runtime.tasks import RunOptions
 
     _setup_logging(quiet, debug)
-    from bilstm.runtime.sharding import parse_shard, select_chunks
+    from bilstm.runtime.sharding import parse_shard
 
     try:
         shard_of = parse_shard(shard) if shard is not None else None
@@ -384,42 +356,37 @@ def run(
             optimized_model_path=optimized_model,
             profile_prefix=str(profile) if profile else None,
         )
-        _check_task_options(given, bilstm.task, anomalies)
+        _check_task_options(given, bilstm, anomalies)
         if batch_size is None:
             batch_size = bilstm.batch_size
         bilstm.warmup(warmup)
         show = not quiet and sys.stderr.isatty()
         start = time.perf_counter()
         count = failed = 0
-        with atomic_output(output) as handle:
-            columns = tsv_columns(bilstm, probabilities, rolling, anomalies)
-            writer = RecordWriter(handle, fmt, columns)
-            if bilstm.task == "forecast":
-                values, rows = _forecast_input(bilstm, input)
-                for record in forecast_records(
-                    bilstm, values, rows, rolling, anomalies, threshold, batch_size
-                ):
+        opts = RunOptions(
+            batch_size,
+            top_k=top_k,
+            probabilities=probabilities,
+            tokenize=tokenize.value,
+            rolling=rolling,
+            anomalies=anomalies,
+            threshold=threshold,
+        )
+        reading = Reading(chunk_size, max_line_bytes, shard_of)
+        with atomic_output(output) as handle, _progress(show) as advance:
+            writer = RecordWriter(handle, fmt, bilstm.tsv_columns(opts))
+            for records, size in bilstm.record_chunks(input, opts, reading):
+                bad = [r for r in records if "error" in r]
+                if bad and on_error is OnError.stop:
+                    raise BiLSTMError(
+                        f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
+                    )
+                for record in records:
                     writer.write(record)
-                    count += 1
-            else:
-                with _progress(show) as advance:
-                    chunks = _chunks(iter_lines(input, max_line_bytes), chunk_size)
-                    for chunk in select_chunks(chunks, shard_of):
-                        records = text_records(
-                            bilstm, chunk, batch_size, top_k, probabilities, tokenize.value
-                        )
-                        bad = [r for r in records if "error" in r]
-                        if bad and on_error is OnError.stop:
-                            raise BiLSTMError(
-                                f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
-                            )
-                        for record in records:
-                            writer.write(record)
-                        writer.flush()
-                        count += len(chunk)
-                        failed += len(bad)
-                        advance(len(chunk))
-            writer.flush()
+                writer.flush()
+                count += size
+                failed += len(bad)
+                advance(size)
         elapsed = time.perf_counter() - start
         if profile:
             _report_profile(bilstm.session.end_profiling())
@@ -451,13 +418,17 @@ def _refuse_options(given: set[str], names: Iterable[str], what: str) -> None:
         raise BiLSTMError(f"{', '.join(wrong)}: not used for {what}; leave the option out")
 
 
-def _check_task_options(given: set[str], task: str, anomalies: bool) -> None:
-    """Refuse options that would be silently ignored for this model's task."""
-    for name, tasks in RUN_ONLY_FOR.items():
-        if name in given and task not in tasks:
+def _check_task_options(given: set[str], model: BiLSTM, anomalies: bool) -> None:
+    """Refuse options that would be silently ignored for this model's task: each task's
+    adapter lists the options it reads."""
+    from bilstm.runtime.tasks import MODEL_CLASSES
+
+    for name in sorted(given):
+        owners = [cls.SPEC.name for cls in MODEL_CLASSES.values() if name in cls.SPEC.run_options]
+        if owners and name not in model.SPEC.run_options:
             raise BiLSTMError(
-                f"{_flag(name)} applies to {'/'.join(sorted(tasks))} models; this model's task "
-                f"is {task}. Leave the option out"
+                f"{_flag(name)} applies to {'/'.join(sorted(owners))} models; this model's task "
+                f"is {model.task}. Leave the option out"
             )
     if "anomalies" in given and anomalies and "rolling" not in given:
         raise BiLSTMError(
@@ -586,8 +557,6 @@ def evaluate(
     """
     import tempfile
 
-    from bilstm.runtime.evaluation import evaluate as run_eval
-
     _setup_logging(False, debug)
     with user_errors(debug), tempfile.TemporaryDirectory(prefix="bilstm-eval-") as tmp:
         path: str | Path = model
@@ -607,7 +576,7 @@ def evaluate(
             for warning in caught:  # one line each, as `bilstm export` prints them
                 _stderr(f"warning: {warning.message}")
         bilstm = BiLSTM.load(path, device=device, threads=threads)
-        metrics = run_eval(bilstm, data, batch_size or bilstm.batch_size, tag_column, top_k)
+        metrics = bilstm.evaluate(data, batch_size or bilstm.batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))
 
 

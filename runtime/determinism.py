@@ -109,13 +109,11 @@ def probability_rows(
     model: BiLSTM, lines: Sequence[str], batch_size: int
 ) -> tuple[list[np.ndarray | None], list[int]]:
     """Probability rows per line as `bilstm-run` scores them, and the token count per line."""
-    if model.task == "cloze":
-        tokens, positions, _ = model.cloze_inputs(lines)
-        return model._text_outputs(tokens, batch_size, positions), [len(t) for t in tokens]
-    if model.task not in ("classify", "tag"):
+    from bilstm.runtime.tasks import TextModel
+
+    if not isinstance(model, TextModel):
         raise ValueError(f"a {model.task} model has no probability rows to compare")
-    tokens = model.tokens(lines)
-    return model._text_outputs(tokens, batch_size), [len(t) for t in tokens]
+    return model.probability_rows(lines, batch_size)
 
 
 def measure(name: str, lines: Sequence[str], batch_size: int = 64) -> dict[str, Drift]:
@@ -129,7 +127,7 @@ def measure(name: str, lines: Sequence[str], batch_size: int = 64) -> dict[str, 
         for m, model in ((1, one), (2, two))
         for bs in (1, batch_size)
     }
-    sizes = runs[1, 1][1] if one.task == "tag" else None
+    sizes = runs[1, 1][1] if one.SPEC.per_token else None
     big = probability_rows(one, lines, max(len(lines), 1))[0]
 
     def drift(x: tuple[int, int], y: tuple[int, int]) -> Drift:

@@ -18,8 +18,6 @@ from bilstm.runtime.vocab import PAD, UNK
 
 METADATA_KEY = "bilstm"
 SCHEMA_VERSION = 1
-TASKS = ("classify", "tag", "forecast", "cloze")
-TEXT_TASKS = ("classify", "tag", "cloze")
 
 # Stable graph I/O names (the runtime still checks them against the session).
 INPUT_IDS = "input_ids"
@@ -32,20 +30,6 @@ PROBABILITIES = "probabilities"
 FORECAST = "forecast"
 TEXT = "text"
 """The string input of standalone models (`bilstm export --with-tokenizer`)."""
-
-# Graph inputs and outputs each task's model must have (char_ids only with char features).
-TASK_INPUTS = {
-    "classify": (INPUT_IDS, LENGTHS),
-    "tag": (INPUT_IDS, LENGTHS),
-    "cloze": (INPUT_IDS, LENGTHS, MASK_POSITIONS),
-    "forecast": (FEATURES, LENGTHS),
-}
-TASK_OUTPUTS = {
-    "classify": (LOGITS, PROBABILITIES),
-    "tag": (LOGITS, PROBABILITIES),
-    "cloze": (LOGITS, PROBABILITIES),
-    "forecast": (FORECAST,),
-}
 
 
 def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
@@ -83,7 +67,7 @@ class ModelMetadata:
     """Everything the runtime needs to preprocess inputs and explain outputs."""
 
     task: str
-    """One of `TASKS`."""
+    """A task name with an adapter in `bilstm.runtime.tasks` (classify, tag, forecast, cloze)."""
     labels: list[str]
     """Class names (classify) or tags (tag); index i is output column i. Empty otherwise."""
     vocabulary: list[str]
@@ -149,18 +133,19 @@ class ModelMetadata:
                 f"{SCHEMA_VERSION}; upgrade bilstm (pip install -U bilstm) or re-export the model"
             )
         task = _get(doc, "task", str)
-        if task not in TASKS:
-            raise MetadataError(f"model metadata 'task' is {task!r}, expected one of {TASKS}")
+        from bilstm.runtime.tasks import spec  # here: the task modules import this one
+
+        task_spec = spec(task)
         labels = _get(doc, "labels", list)
         if not all(isinstance(x, str) for x in labels):
             raise MetadataError("model metadata 'labels' must be a list of strings")
         if len(set(labels)) != len(labels):
             raise MetadataError("model metadata 'labels' has duplicate entries")
-        if task in ("classify", "tag") and not labels:
+        if task_spec.needs_labels and not labels:
             raise MetadataError("model metadata 'labels' must not be empty for task " + task)
         vocab = _get(doc, "vocabulary", list)
         tokenizer: TokenizerConfig | None = None
-        if task in TEXT_TASKS:
+        if task_spec.text_input:
             if len(vocab) < 2 or vocab[0] != PAD or vocab[1] != UNK:
                 raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
             if not all(isinstance(x, str) for x in vocab):

@@ -23,8 +23,6 @@ Spark's `mapInPandas` or a plain loop over pandas DataFrames.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import sys
@@ -36,8 +34,8 @@ import numpy as np
 
 from bilstm.runtime.errors import InputError
 from bilstm.runtime.model import DEFAULT_TOP_K, BiLSTM
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES, Line
-from bilstm.runtime.records import text_records
+from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES
+from bilstm.runtime.taskspec import RunOptions
 
 LAYOUTS = ("columns", "json")
 
@@ -201,16 +199,7 @@ class BiLSTMPredictor:
     @property
     def output_columns(self) -> list[str]:
         """Names of the prediction columns added to each batch, in order."""
-        task, p, js = self.model.task, self.probabilities, self.layout == "json"
-        if task == "classify":
-            probs = ["probabilities"] if js else [f"p_{lab}" for lab in self.model.labels]
-            names = ["label", *(probs if p else [])]
-        elif task == "tag":
-            names = ["tokens", "tags", *(["confidences"] if p else [])]
-        elif task == "cloze":
-            names = ["word", "candidates", *([] if js or not p else ["candidate_probabilities"])]
-        else:
-            names = ["forecast"]
+        names = self.model.frame_column_names(self.probabilities, self.layout == "json")
         return [self.prefix + n for n in [*names, "error"]]
 
     def __call__(self, batch: Any) -> Any:
@@ -237,117 +226,22 @@ class BiLSTMPredictor:
 
     def predict_values(self, values: Sequence[Any]) -> dict[str, np.ndarray]:
         """Prediction columns (numpy arrays, `output_columns` order) for a list of inputs."""
-        if self.model.task == "forecast":
-            records = self._forecast_records(values)
-        else:
-            lines = [self._line(i, v) for i, v in enumerate(values)]
-            records = text_records(
-                self.model, lines, self.batch_size, self.top_k, self.probabilities
-            )
-        return self._columns(records)
-
-    def _line(self, index: int, value: Any) -> Line:
-        if isinstance(value, bytes | bytearray | memoryview):
-            try:
-                value = bytes(value).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return Line(index, None, f"not valid UTF-8 (byte {exc.start}: {exc.reason})")
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return Line(index, None, "no text (the value is null)")
-        if not isinstance(value, str):
-            return Line(index, None, f"expected a string, got {type(value).__name__}")
-        if len(value) * 4 > self.max_text_bytes:  # cheap test first: UTF-8 is <= 4 bytes/char
-            size = len(value.encode("utf-8"))
-            if size > self.max_text_bytes:
-                return Line(index, None, f"text is {size} bytes, over max_text_bytes")
-        return Line(index, value)
-
-    def _forecast_records(self, values: Sequence[Any]) -> list[dict[str, Any]]:
-        model = self.model
-        records: list[dict[str, Any]] = [{} for _ in values]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        arrays: list[np.ndarray | None] = []
-        for i, value in enumerate(values):
-            if value is None:
-                records[i] = {"error": "no window (the value is null)"}
-                arrays.append(None)
-                continue
-            try:
-                x = np.asarray(value, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                records[i] = {"error": f"not a numeric window: {exc}"}
-                arrays.append(None)
-                continue
-            if x.ndim != 2 or x.shape[1] != len(model.columns) or x.shape[0] < model.window:
-                records[i] = {
-                    "error": f"expected a window [time >= {model.window}, "
-                    f"{len(model.columns)}] with columns {model.columns}, got shape "
-                    f"{list(x.shape)}"
-                }
-                arrays.append(None)
-                continue
-            if not np.isfinite(x).all():
-                records[i] = {"error": "the window contains NaN or infinite values"}
-                arrays.append(None)
-                continue
-            arrays.append(x)
-            groups.setdefault(x.shape, []).append(i)
-        for rows in groups.values():
-            windows = np.stack([arrays[r] for r in rows])  # type: ignore[misc]
-            for r, fc in zip(rows, model.forecast(windows, self.batch_size), strict=True):
-                records[r] = {"forecast": [round(v, 6) for v in fc.values]}
-        return records
+        opts = RunOptions(
+            self.batch_size,
+            top_k=self.top_k,
+            probabilities=self.probabilities,
+            max_text_bytes=self.max_text_bytes,
+        )
+        return self._columns(self.model.value_records(values, opts))
 
     def _columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        task, js, n = self.model.task, self.layout == "json", len(records)
-
-        def obj(values: list[Any]) -> np.ndarray:
-            out = np.empty(n, dtype=object)
-            out[:] = values
-            return out
-
-        def dumped(key: str) -> np.ndarray:
-            return obj(
-                [
-                    None if r.get(key) is None else json.dumps(r[key], ensure_ascii=False)
-                    for r in records
-                ]
-            )
-
-        cols: dict[str, np.ndarray] = {}
-        if task == "classify":
-            cols["label"] = obj([r.get("label") for r in records])
-            if self.probabilities and js:
-                cols["probabilities"] = dumped("probabilities")
-            elif self.probabilities:
-                for lab in self.model.labels:
-                    cols[f"p_{lab}"] = np.array(
-                        [(r.get("probabilities") or {}).get(lab, np.nan) for r in records],
-                        dtype=np.float64,
-                    )
-        elif task == "tag":
-            for key in ("tokens", "tags", *(("confidences",) if self.probabilities else ())):
-                cols[key] = dumped(key) if js else obj([r.get(key) for r in records])
-        elif task == "cloze":
-            cols["word"] = obj([r.get("word") for r in records])
-            if js:
-                cols["candidates"] = dumped("candidates")
-            else:
-                cands = [r.get("candidates") for r in records]
-                cols["candidates"] = obj([None if c is None else [w for w, _ in c] for c in cands])
-                if self.probabilities:
-                    cols["candidate_probabilities"] = obj(
-                        [None if c is None else [p for _, p in c] for c in cands]
-                    )
-        else:
-            cols["forecast"] = (
-                dumped("forecast") if js else obj([r.get("forecast") for r in records])
-            )
-        cols["error"] = obj([r.get("error") for r in records])
+        cols = self.model.frame_columns(records, self.probabilities, self.layout == "json")
+        error = np.empty(len(records), dtype=object)
+        error[:] = [r.get("error") for r in records]
+        cols["error"] = error
         return {self.prefix + k: v for k, v in cols.items()}
 
 
-@functools.lru_cache(maxsize=8)
 def shared_predictor(model: str, column: str = "text", **options: Any) -> BiLSTMPredictor:
     """One `BiLSTMPredictor` per process and settings, built on first use (hashable options).
 

@@ -58,7 +58,7 @@ def test_binding_path_matches_plain_run_on_cpu() -> None:
     model = BiLSTM.load("sentiment", device="cpu", threads=1)
     model._binding_device = ("cpu", 0)
     assert _bound_vs_plain(model, 50) == 0.0
-    feeds = model._text().batch([t.split() for t in _texts(3)])
+    feeds = model.encoder.batch([t.split() for t in _texts(3)])
     model.io_binding_min_batch = 1
     only = model.run(feeds, ["probabilities"])
     assert list(only) == ["probabilities"] and only["probabilities"].shape == (3, 2)
@@ -88,7 +88,7 @@ def test_cuda_binding_is_thread_safe() -> None:
 
 def test_run_fetches_the_named_outputs_and_refuses_others() -> None:
     model = BiLSTM.load("sentiment", device="cpu", threads=1)
-    feeds = model._text().batch([["good", "film"]])
+    feeds = model.encoder.batch([["good", "film"]])
     assert list(model.run(feeds)) == ["logits", "probabilities"]
     assert list(model.run(feeds, "probabilities")) == ["probabilities"]
     for bad in ([], ["nope"], "nope"):

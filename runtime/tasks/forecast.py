@@ -1,0 +1,280 @@
+"""Time-series forecasting: the next `horizon` values of a target from a window of rows, and
+anomaly flags from the residuals seen on the dev set."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from bilstm.runtime import metadata as md
+from bilstm.runtime.errors import InputError, MetadataError
+from bilstm.runtime.metadata import ModelMetadata
+from bilstm.runtime.model import DEFAULT_TOP_K, BiLSTM, Reading, check_output
+from bilstm.runtime.predictions import Forecast
+from bilstm.runtime.series import window_starts
+from bilstm.runtime.tasks.text import json_column, no_options, object_column
+from bilstm.runtime.taskspec import RunOptions, TaskSpec
+
+SPEC = TaskSpec(
+    name="forecast",
+    inputs=(md.FEATURES, md.LENGTHS),
+    outputs=(md.FORECAST,),
+    output_axes=("batch", "horizon"),
+    text_input=False,
+    needs_labels=False,
+    per_token=False,
+    variants=False,
+    run_options=frozenset({"rolling", "anomalies", "threshold"}),
+)
+
+
+class Forecaster(BiLSTM):
+    """A forecaster: `forecast(windows)` gives the next `horizon` values of `target`."""
+
+    SPEC = SPEC
+
+    def __init__(self, session: ort.InferenceSession, metadata: ModelMetadata, path: Any) -> None:
+        super().__init__(session, metadata, path)
+        self.window = int(metadata.require("window", int))
+        self.horizon = int(metadata.require("horizon", int))
+        if self.window < 1 or self.horizon < 1:
+            raise MetadataError(
+                f"{path}: metadata 'task_config.window' and 'task_config.horizon' must be "
+                f">= 1, got {self.window} and {self.horizon}"
+            )
+        self.columns = [str(c) for c in metadata.require("columns", list)]
+        self.target = str(metadata.require("target", str))
+
+    @classmethod
+    def output_width(cls, meta: ModelMetadata) -> tuple[str, int | None]:
+        horizon = meta.task_config.get("horizon")
+        ok = isinstance(horizon, int) and not isinstance(horizon, bool)
+        return "task_config.horizon", horizon if ok else None
+
+    def predict_arrays(self, features: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on prepared `features[batch, time, columns]` and `lengths[batch]`."""
+        lens = np.ascontiguousarray(lengths, dtype=np.int64)
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if x.ndim != 3 or lens.shape != (x.shape[0],):
+            raise InputError(
+                f"expected features[batch, time, features] and lengths[batch], "
+                f"got shapes {x.shape} and {lens.shape}"
+            )
+        return self.run({md.FEATURES: x, md.LENGTHS: lens})
+
+    def _windows(self, windows: Any) -> np.ndarray:
+        """`windows` checked and cut to the model's window: [n, window, columns] float32."""
+        try:
+            x = np.asarray(windows, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"windows must be numeric arrays [n, time, columns]: {exc}") from None
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[2] != len(self.columns):
+            raise InputError(
+                f"expected windows [n, time, {len(self.columns)}] with columns "
+                f"{self.columns}, got shape {x.shape}"
+            )
+        if x.shape[1] < self.window:
+            raise InputError(
+                f"windows have {x.shape[1]} rows, fewer than the model's window of "
+                f"{self.window}; give at least {self.window} rows (the last {self.window} "
+                "are used)"
+            )
+        x = np.ascontiguousarray(x[:, x.shape[1] - self.window :])
+        if not np.isfinite(x).all():
+            raise InputError("windows contain NaN or infinite values")
+        return x
+
+    def forecast(self, windows: Any, batch_size: int | None = None) -> list[Forecast]:
+        """Forecasts for windows [n, time, columns] (or one [time, columns]) of raw values.
+
+        Columns are `self.columns` in that order. The model was trained on `self.window` rows:
+        a window needs at least that many, and only its last `self.window` rows are used
+        (as `bilstm-run` does with a series); fewer rows raise `InputError`.
+        """
+        x = self._windows(windows)
+        out: list[Forecast] = []
+        size = self._batch(batch_size)
+        for start in range(0, len(x), size):
+            chunk = x[start : start + size]
+            lens = np.full(len(chunk), chunk.shape[1], dtype=np.int64)
+            values = self.run({md.FEATURES: chunk, md.LENGTHS: lens}, [md.FORECAST])[md.FORECAST]
+            check_output(self, md.FORECAST, values, len(chunk), self.horizon)
+            out.extend(Forecast(values=[float(v) for v in row]) for row in values)
+        return out
+
+    def residual_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-step mean and std of dev-set residuals (actual - forecast), for anomaly flags."""
+        mean = np.asarray(self.metadata.require("residual_mean", list), dtype=np.float64)
+        std = np.asarray(self.metadata.require("residual_std", list), dtype=np.float64)
+        return mean, np.maximum(std, 1e-12)
+
+    def predict(self, inputs: Any, batch_size: int | None = None, **options: Any) -> list[Any]:
+        """`forecast`; takes no options."""
+        no_options(self, options)
+        if isinstance(inputs, str | bytes) or inputs is None:
+            from bilstm.runtime.model import _not_a_list
+
+            raise InputError(_not_a_list(inputs))
+        return self.forecast(inputs, batch_size)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def series_records(
+        self, values: np.ndarray, rows: Sequence[int], opts: RunOptions
+    ) -> list[dict[str, Any]]:
+        """Forecast records for a series [n, columns]; `rows[i]` is the file line of row i.
+
+        Without `opts.rolling`, one record: the forecast after the last window. With it, one
+        record per window, with the actual values where the file has them and, with
+        `opts.anomalies`, z-scores and flags from the dev-set residual statistics.
+        """
+        n = len(values)
+        if n < self.window:
+            raise InputError(
+                f"the series has {n} rows, fewer than the model's window of "
+                f"{self.window}; give at least {self.window} rows"
+            )
+        starts = window_starts(n, self.window, opts.rolling)
+        step = max(opts.batch_size, 1) * 16
+        records: list[dict[str, Any]] = []
+        for begin in range(0, len(starts), step):
+            part = starts[begin : begin + step]
+            windows = np.stack([values[s : s + self.window] for s in part])
+            for s, fc in zip(part, self.forecast(windows, opts.batch_size), strict=True):
+                records.append(self._record(values, rows, s + self.window, fc, opts))
+        return records
+
+    def _record(
+        self, values: np.ndarray, rows: Sequence[int], end: int, fc: Forecast, opts: RunOptions
+    ) -> dict[str, Any]:
+        """The record of the window ending before row `end`."""
+        rec: dict[str, Any] = {"row": rows[end - 1], "forecast": [round(v, 6) for v in fc.values]}
+        if not opts.rolling:
+            return rec
+        target = values[:, self.columns.index(self.target)]
+        actual = [
+            round(float(target[end + h]), 6) if end + h < len(values) else None
+            for h in range(self.horizon)
+        ]
+        rec["actual"] = actual
+        if opts.anomalies:
+            mean, std = self.residual_stats()
+            z = [
+                None if a is None else round(float((a - f - mean[h]) / std[h]), 4)
+                for h, (a, f) in enumerate(zip(actual, fc.values, strict=True))
+            ]
+            rec["zscores"] = z
+            rec["anomalies"] = [None if v is None else abs(v) > opts.threshold for v in z]
+        return rec
+
+    def read_series(self, source: str) -> tuple[np.ndarray, list[int]]:
+        """The model's columns from a CSV file (or `-`, stdin) as [rows, columns] and the
+        file line of each row."""
+        import tempfile
+
+        from bilstm.runtime.datasets import read_series
+        from bilstm.runtime.reader import STDIN
+
+        if source == STDIN:
+            with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
+                tmp.write(sys.stdin.buffer.read())
+            path = Path(tmp.name)
+        else:
+            path = Path(source)
+        try:
+            series = read_series(path, self.columns)
+        finally:
+            if source == STDIN:
+                path.unlink()
+        columns = [np.asarray(series.columns[c], np.float32) for c in self.columns]
+        return np.stack(columns, axis=1), series.lines
+
+    def record_chunks(
+        self, source: str, opts: RunOptions, reading: Reading
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """The CSV is read whole (a series is small next to text files), then scored."""
+        values, rows = self.read_series(source)
+        records = self.series_records(values, rows, opts)
+        yield records, len(records)
+
+    def value_records(self, values: Sequence[Any], opts: RunOptions) -> list[dict[str, Any]]:
+        """Records for a data-frame column of windows `[time >= window, columns]`; a null,
+        non-numeric, short or non-finite window gets an error record."""
+        records: list[dict[str, Any]] = [{} for _ in values]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        arrays: list[np.ndarray | None] = []
+        for i, value in enumerate(values):
+            x, error = self._window_value(value)
+            arrays.append(x)
+            if x is None:
+                records[i] = {"error": error}
+            else:
+                groups.setdefault(x.shape, []).append(i)
+        for rows in groups.values():
+            windows = np.stack([arrays[r] for r in rows])  # type: ignore[misc]
+            for r, fc in zip(rows, self.forecast(windows, opts.batch_size), strict=True):
+                records[r] = {"forecast": [round(v, 6) for v in fc.values]}
+        return records
+
+    def _window_value(self, value: Any) -> tuple[np.ndarray | None, str]:
+        """A data-frame value as a window, or None and the reason it is not one."""
+        if value is None:
+            return None, "no window (the value is null)"
+        try:
+            x = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            return None, f"not a numeric window: {exc}"
+        if x.ndim != 2 or x.shape[1] != len(self.columns) or x.shape[0] < self.window:
+            return None, (
+                f"expected a window [time >= {self.window}, {len(self.columns)}] with columns "
+                f"{self.columns}, got shape {list(x.shape)}"
+            )
+        if not np.isfinite(x).all():
+            return None, "the window contains NaN or infinite values"
+        return x, ""
+
+    def tsv_columns(self, opts: RunOptions) -> list[str]:
+        actual = ["actual"] if opts.rolling else []
+        flags = ["zscores", "anomalies"] if opts.anomalies else []
+        return ["row", "forecast", *actual, *flags, "error"]
+
+    def frame_column_names(self, probabilities: bool, as_json: bool) -> list[str]:
+        return ["forecast"]
+
+    def frame_columns(
+        self, records: Sequence[dict[str, Any]], probabilities: bool, as_json: bool
+    ) -> dict[str, np.ndarray]:
+        if as_json:
+            return {"forecast": json_column(records, "forecast")}
+        return {"forecast": object_column([r.get("forecast") for r in records])}
+
+    def evaluate(
+        self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
+    ) -> dict[str, Any]:
+        """MAE/RMSE over every window of the file, and the same for the naive baselines."""
+        from bilstm.runtime.errors import DataError
+        from bilstm.runtime.metrics import error_metrics, forecast_baselines
+
+        values, _ = self.read_series(str(data))
+        ends = np.arange(self.window, len(values) - self.horizon + 1)
+        if len(ends) == 0:
+            raise DataError(
+                f"{data}: {len(values)} rows are fewer than window {self.window} + "
+                f"horizon {self.horizon}"
+            )
+        windows = np.stack([values[e - self.window : e] for e in ends])
+        pred = np.asarray([f.values for f in self.forecast(windows, batch_size)])
+        target = values[:, self.columns.index(self.target)].astype(np.float64)
+        actual = target[ends[:, None] + np.arange(self.horizon)[None, :]]
+        metrics: dict[str, Any] = error_metrics(actual, pred) | {"windows": len(ends)}
+        season = self.metadata.task_config.get("season")
+        for name, base in forecast_baselines(target, ends, self.horizon, season).items():
+            metrics |= {f"baseline_{name}_{k}": v for k, v in error_metrics(actual, base).items()}
+        return metrics
