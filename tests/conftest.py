@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pytest
-
-
-def make_sentiment_tsv(path: Path, n: int, seed: int) -> Path:
-    """Synthetic label<TAB>text data where a sentiment word decides the label (1-9 words)."""
-    common = importlib.import_module("benchmarks._common")
-    return common.make_sentiment_tsv(path, n, seed, max_words=8)  # type: ignore[no-any-return]
+from helpers.data import make_sentiment_tsv
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from test_export_parity import CONFIGS, TASK_CONFIGS, _name, random_checkpoint  # noqa: E402
+from helpers.checkpoints import random_checkpoint  # noqa: E402
+from test_export_parity import CONFIGS, TASK_CONFIGS, _name  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from bilstm.export import export_checkpoint  # noqa: E402
@@ -40,7 +41,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("options", CONFIGS + TASK_CONFIGS, ids=_name)
 def test_cuda_parity_on_ragged_batches(options: dict[str, object], tmp_path: Path) -> None:
-    ckpt = random_checkpoint(17, **options)
+    ckpt = random_checkpoint(seed=17, **options)
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     model = BiLSTM.load(path, device="cuda")

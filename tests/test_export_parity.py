@@ -10,17 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from helpers.checkpoints import VOCAB_SIZE, random_checkpoint  # noqa: E402
+
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export.verify import ragged_batch, random_feeds, reference_outputs  # noqa: E402
-from bilstm.models.checkpoint import Checkpoint  # noqa: E402
-from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
-from bilstm.models.network import build_model  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
-from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
-from bilstm.runtime.vocab import PAD, UNK, Vocabulary  # noqa: E402
 
 LOGIT_TOL = 1e-5
-VOCAB = 20
+VOCAB = VOCAB_SIZE
 
 CONFIGS = [
     {"num_layers": 1, "cell": "lstm", "merge": "concat", "pooling": "max"},
@@ -30,53 +27,6 @@ CONFIGS = [
     {"num_layers": 2, "cell": "gru", "merge": "ave", "pooling": "max"},
     {"num_layers": 1, "cell": "gru", "merge": "concat", "pooling": "last"},
 ]
-
-
-def random_checkpoint(seed: int, **options: object) -> Checkpoint:
-    torch.manual_seed(seed)
-    settings: dict[str, object] = {
-        "vocab_size": VOCAB,
-        "num_labels": 3,
-        "embedding_dim": 6,
-        "hidden_size": 8,
-        "attention_size": 5,
-        **options,
-    }
-    cfg = ModelConfig(**settings)  # type: ignore[arg-type]
-    model = build_model(cfg)
-    with torch.no_grad():  # larger than default init so that differences would show
-        for p in model.parameters():
-            p.uniform_(-0.6, 0.6)
-    model.eval()
-    tokens = [PAD, UNK] + [f"w{i}" for i in range(VOCAB - 2)]
-    task_config: dict[str, object] = {}
-    if cfg.char_vocab_size:
-        task_config = {
-            "char_vocabulary": [PAD, UNK, *"abcdefgh"],
-            "max_word_length": cfg.max_word_length,
-        }
-    if cfg.task == "forecast":
-        task_config = {
-            "scaler": {"mean": [5.0] * cfg.num_features, "std": [2.0] * cfg.num_features},
-            "target": "y",
-            "columns": ["y", "b", "c"][: cfg.num_features],
-            "window": 8,
-            "horizon": cfg.num_labels,
-        }
-        model.feature_mean.fill_(5.0)
-        model.feature_std.fill_(2.0)
-        model.target_mean.fill_(3.0)
-        model.target_std.fill_(0.5)
-    text = cfg.task != "forecast"
-    return Checkpoint(
-        model=model,
-        model_config=cfg,
-        train_config=TrainConfig(),
-        tokenizer=TokenizerConfig() if text else None,
-        vocabulary=Vocabulary(tokens) if text else None,
-        labels=["a", "b", "c"] if cfg.task in ("classify", "tag") else [],
-        task_config=task_config,
-    )
 
 
 TASK_CONFIGS = [
@@ -104,7 +54,7 @@ def _name(options: dict[str, object]) -> str:
 @pytest.mark.parametrize("options", CONFIGS + TASK_CONFIGS, ids=_name)
 def test_parity_on_ragged_batches(options: dict[str, object], tmp_path: Path) -> None:
     """Independent of the exporter's own check: new shapes and seeds, via the runtime API."""
-    ckpt = random_checkpoint(7, **options)
+    ckpt = random_checkpoint(seed=7, **options)
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     model = BiLSTM.load(path, device="cpu", threads=1)
@@ -123,7 +73,7 @@ def test_parity_on_ragged_batches(options: dict[str, object], tmp_path: Path) ->
 
 
 def test_graph_has_fused_bidirectional_lstm_with_sequence_lens(tmp_path: Path) -> None:
-    ckpt = random_checkpoint(1, num_layers=2)
+    ckpt = random_checkpoint(seed=1, num_layers=2)
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path, verify=False)
     graph = onnx.load(str(path)).graph
@@ -137,7 +87,7 @@ def test_graph_has_fused_bidirectional_lstm_with_sequence_lens(tmp_path: Path) -
 
 def test_padding_never_leaks(tmp_path: Path) -> None:
     """Garbage at padded positions must not change any output (reverse direction included)."""
-    ckpt = random_checkpoint(3, num_layers=2, pooling="mean")
+    ckpt = random_checkpoint(seed=3, num_layers=2, pooling="mean")
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     model = BiLSTM.load(path, device="cpu", threads=1)
@@ -158,7 +108,7 @@ def test_padding_never_leaks(tmp_path: Path) -> None:
 def test_parity_breach_raises_and_leaves_no_file(tmp_path: Path) -> None:
     from bilstm.runtime.errors import ParityError
 
-    ckpt = random_checkpoint(2)
+    ckpt = random_checkpoint(seed=2)
     path = tmp_path / "m.onnx"
     with pytest.raises(ParityError, match="max abs"):
         export_checkpoint(ckpt, path, tolerance=-1.0)
@@ -191,7 +141,7 @@ def test_onnx_reference_evaluator_is_a_second_oracle(
     """
     from onnx.reference import ReferenceEvaluator
 
-    ckpt = random_checkpoint(5, **options)
+    ckpt = random_checkpoint(seed=5, **options)
     path = tmp_path / "m.onnx"
     export_checkpoint(ckpt, path)
     evaluator = ReferenceEvaluator(str(path))
@@ -235,6 +185,6 @@ def test_random_configurations_property(tmp_path: Path) -> None:
             }
         if options["task"] == "cloze":
             options["num_labels"] = VOCAB
-        ckpt = random_checkpoint(i, **options)
+        ckpt = random_checkpoint(seed=i, **options)
         report = export_checkpoint(ckpt, tmp_path / f"m{i}.onnx")  # raises ParityError on breach
         assert report.parity is not None and report.parity.max_abs <= LOGIT_TOL, options

@@ -17,6 +17,8 @@ import pytest
 
 from bilstm.runtime import BiLSTM
 
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
 NODE_DIR = Path(__file__).resolve().parent.parent / "examples" / "node"
 MODEL = NODE_DIR / "sentiment-standalone.onnx"
 TEXTS = [

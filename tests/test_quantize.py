@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from helpers.checkpoints import random_checkpoint  # noqa: E402
 from onnx import TensorProto, numpy_helper  # noqa: E402
 
 from bilstm.export import export_checkpoint  # noqa: E402
@@ -21,38 +22,22 @@ from bilstm.export.quantize import (  # noqa: E402
 )
 from bilstm.export.verify import ragged_batch  # noqa: E402
 from bilstm.models.checkpoint import Checkpoint, predict_logits  # noqa: E402
-from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
-from bilstm.models.network import build_model  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
 from bilstm.runtime.errors import ExportError, ParityError  # noqa: E402
-from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
-from bilstm.runtime.vocab import PAD, UNK, Vocabulary  # noqa: E402
 
 VOCAB = 400  # big enough that the embedding dominates the weights, as in real models
 TEXTS = ["w1 w2 w3", "w7 w300 w12 w5 w5", "w9", "w100 w200 w2 w1 w44 w45 w46 w399"]
 
 
 def checkpoint(seed: int, **options: object) -> Checkpoint:
-    torch.manual_seed(seed)
-    cfg = ModelConfig(
-        vocab_size=VOCAB, num_labels=3, embedding_dim=24, hidden_size=8, attention_size=5, **options
-    )  # type: ignore[arg-type]
-    model = build_model(cfg)
-    with torch.no_grad():  # larger than default init so that differences would show
-        for p in model.parameters():
-            p.uniform_(-0.6, 0.6)
-    model.eval()
-    chars = {"char_vocabulary": [PAD, UNK, *"w0123456"], "max_word_length": cfg.max_word_length}
-    return Checkpoint(
-        model=model,
-        model_config=cfg,
-        train_config=TrainConfig(),
-        tokenizer=TokenizerConfig(),
-        vocabulary=Vocabulary([PAD, UNK] + [f"w{i}" for i in range(VOCAB - 2)]),
-        labels=["a", "b", "c"],
-        task_config=chars if cfg.char_vocab_size else {},
+    """A random classifier (or tagger) over words w0..w399 with dev metrics and examples."""
+    return random_checkpoint(
+        seed=seed,
+        vocab_size=VOCAB,
+        embedding_dim=24,
         summary={"dev_metrics": {"accuracy": 0.5, "macro_f1": 0.4, "count": 10}},
-        examples=list(TEXTS),
+        examples=TEXTS,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -105,7 +90,7 @@ def test_int8_lstm_quantized_smaller_within_tolerance(tmp_path: Path) -> None:
     assert export["fp32"]["parity"]["max_abs"] <= 1e-5
     assert worst_probability_diff(ckpt, model) <= INT8_TOLERANCE
     preds = model.predict(["w1 w2", "w3", "w399 w5 w6"])
-    assert [p.label in ("a", "b", "c") for p in preds] == [True] * 3
+    assert [p.label in ckpt.labels for p in preds] == [True] * 3
 
 
 def test_int8_gru_stays_fp32_with_a_warning(

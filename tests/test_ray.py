@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import pickle
-import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.data import review_lines
 from typer.testing import CliRunner
 
 from bilstm.runtime.cli import _make_apps
@@ -31,22 +31,6 @@ runner = CliRunner()
 _, SINGLE = _make_apps()
 
 
-def review_lines(n: int, seed: int) -> list[str]:
-    """Real-looking review lines: the example reviews cut, combined and re-cased; some empty."""
-    base = [s for s in (REPO / "examples" / "reviews.txt").read_text("utf-8").splitlines() if s]
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        picked = rng.sample(base, rng.randint(0, 3))
-        words = " ".join(picked).split()
-        if words and rng.random() < 0.3:  # a cut review: a random span of words
-            start = rng.randrange(len(words))
-            words = words[start : start + rng.randint(1, 12)]
-        text = " ".join(words)
-        out.append(text.lower() if rng.random() < 0.2 else text)
-    return out
-
-
 def cli_records(path: Path, *args: str) -> list[dict[str, Any]]:
     result = runner.invoke(SINGLE, [*args[:1], str(path), *args[1:], "--quiet"])
     assert result.exit_code == 0, result.output
@@ -57,7 +41,7 @@ def cli_records(path: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def test_predictor_matches_cli_and_reports_bad_values(tmp_path: Path) -> None:
-    texts = review_lines(50, seed=3)
+    texts = review_lines(50, seed=3, mangle=True)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     expected = cli_records(src, "sentiment", "--device", "cpu")
@@ -147,9 +131,10 @@ def ray_cluster() -> Iterator[Any]:
         ray.shutdown()
 
 
+@pytest.mark.slow  # a local Ray cluster: ~30 s here
 def test_ray_map_batches_equals_bilstm_run(ray_cluster: Any, tmp_path: Path) -> None:
     ray = ray_cluster
-    texts = review_lines(3000, seed=11)
+    texts = review_lines(3000, seed=11, mangle=True)
     src = tmp_path / "reviews.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     expected = cli_records(src, "sentiment", "--device", "cpu")

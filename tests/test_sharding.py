@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import random
 from pathlib import Path
 
 import pytest
+from helpers.data import review_lines
 from typer.testing import CliRunner
 
 from bilstm.runtime.cli import _make_apps
@@ -17,13 +17,6 @@ from bilstm.runtime.sharding import Shard, merge_jsonl, parse_shard, select_chun
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 UMBRELLA, SINGLE = _make_apps()
-
-
-def review_lines(n: int, seed: int) -> list[str]:
-    """Lines made of the example reviews: 0-3 sentences each, some empty, one bad byte line."""
-    base = [s for s in (REPO / "examples" / "reviews.txt").read_text("utf-8").splitlines() if s]
-    rng = random.Random(seed)
-    return [" ".join(rng.sample(base, rng.randint(0, 3))) for _ in range(n)]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.data import review_lines
 from typer.testing import CliRunner
 
 from bilstm.runtime.cli import _make_apps
 
-REPO = Path(__file__).resolve().parent.parent
-
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+pytestmark = [
+    pytest.mark.slow,  # a local Spark session: about a minute
+    pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,6 @@ def spark() -> Iterator[Any]:
         yield session
     finally:
         session.stop()
-
-
-def review_lines(n: int, seed: int) -> list[str]:
-    """Lines made of the example reviews, 0-3 sentences each (some empty)."""
-    base = [s for s in (REPO / "examples" / "reviews.txt").read_text("utf-8").splitlines() if s]
-    rng = random.Random(seed)
-    return [" ".join(rng.sample(base, rng.randint(0, 3))) for _ in range(n)]
 
 
 def cli_records(path: Path) -> list[dict[str, Any]]:

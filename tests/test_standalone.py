@@ -19,17 +19,17 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from helpers.checkpoints import random_checkpoint  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export import standalone as sa  # noqa: E402
 from bilstm.models.checkpoint import Checkpoint  # noqa: E402
-from bilstm.models.config import ModelConfig, TrainConfig  # noqa: E402
-from bilstm.models.network import build_model  # noqa: E402
+from bilstm.models.config import ModelConfig  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
 from bilstm.runtime.errors import DeviceError, ExportError, InputError  # noqa: E402
 from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
-from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, build_char_vocabulary  # noqa: E402
+from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder  # noqa: E402
 from bilstm.runtime.tokenizer import (  # noqa: E402
     DEFAULT_PATTERN,
     WHITESPACE_PATTERN,
@@ -89,43 +89,19 @@ def make_checkpoint(
     extra_words: tuple[str, ...] = (),
     seed: int = 0,
 ) -> Checkpoint:
-    """A tiny random-weight model whose vocabulary is most of the tokens of `texts`."""
-    torch.manual_seed(seed)
-    pattern = WHITESPACE_PATTERN if task == "tag" else DEFAULT_PATTERN
-    tok = Tokenizer(TokenizerConfig(lowercase=lowercase, pattern=pattern, max_length=30))
-    token_lists = [tok.tokenize(t) for t in texts] + [list(extra_words)]
-    words = Vocabulary.build(token_lists, max_size=200).tokens
-    vocab = Vocabulary([*words, MASK] if task == "cloze" else words)
-    chars = build_char_vocabulary([tok.split(t) for t in texts], min_freq=2)
-    labels = ["neg", "pos", "neutral"] if task == "classify" else ["DET", "NOUN", "X"]
-    cfg = ModelConfig(
-        vocab_size=len(vocab),
-        num_labels=len(vocab) if task == "cloze" else len(labels),
-        task=task,
-        embedding_dim=6,
+    """A tiny random-weight model whose vocabulary is most of the tokens of `texts`
+    (test_export_safety and test_node_example use it too)."""
+    return random_checkpoint(
+        task,
+        texts=texts,
+        lowercase=lowercase,
+        extra_words=extra_words,
+        seed=seed,
+        scale=0.8,
         hidden_size=5,
-        char_vocab_size=len(chars) if task == "tag" else 0,
         char_dim=3,
         char_filters=4,
         max_word_length=5,
-    )
-    model = build_model(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-0.8, 0.8)
-    model.eval()
-    task_config: dict[str, object] = {}
-    if task == "tag":
-        task_config = {"char_vocabulary": chars.tokens, "max_word_length": cfg.max_word_length}
-    return Checkpoint(
-        model=model,
-        model_config=cfg,
-        train_config=TrainConfig(),
-        tokenizer=tok.config,
-        vocabulary=vocab,
-        labels=labels if task != "cloze" else [],
-        task_config=task_config,
-        examples=[t for t in texts[:12] if t.strip()],
     )
 
 

@@ -1,4 +1,8 @@
-"""Training options: resume, pretrained vectors, config files, task-option checks, torchrun."""
+"""Training options: resume, pretrained vectors, config files, task-option checks, torchrun.
+
+`bilstm train` runs in this process (helpers.cli) except under torchrun, where the processes
+are the point.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import Run, bilstm
 
 torch = pytest.importorskip("torch")
 
@@ -16,10 +21,8 @@ BIN = Path(sys.executable).parent
 TINY = ["--epochs", "2", "--hidden-size", "4", "--embedding-dim", "4", "--batch-size", "16"]
 
 
-def train(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BIN / "bilstm", "train", *map(str, args)], capture_output=True, text=True, env=env
-    )
+def train(*args: object) -> Run:
+    return bilstm("train", *args)
 
 
 def test_resume_continues_the_saved_run(data_dir: Path, tmp_path: Path) -> None:
@@ -37,12 +40,12 @@ def test_resume_continues_the_saved_run(data_dir: Path, tmp_path: Path) -> None:
         *TINY,
     ]
     first = train(*base)
-    assert first.returncode == 0, first.stderr
+    assert first.exit_code == 0, first.stderr
     assert (out / "trainer_state.pt").is_file()
     history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
     more = train(*base[: -len(TINY)], *TINY[2:], "--epochs", "4", "--resume")
-    assert more.returncode == 0, more.stderr
+    assert more.exit_code == 0, more.stderr
     resumed = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in resumed] == [1, 2, 3, 4]
     assert resumed[:2] == history  # the first two epochs are kept, not retrained
@@ -61,7 +64,7 @@ def test_resume_without_a_run_is_a_clear_error(data_dir: Path, tmp_path: Path) -
         tmp_path / "none",
         "--resume",
     )
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "not a checkpoint folder" in result.stderr
 
 
@@ -86,7 +89,7 @@ def test_pretrained_vectors_and_config_file(data_dir: Path, tmp_path: Path) -> N
         "--hidden-size",
         "6",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "word vectors: 2 of" in result.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["hidden_size"] == 6  # the flag wins over the file
@@ -105,7 +108,7 @@ def test_pretrained_vectors_and_config_file(data_dir: Path, tmp_path: Path) -> N
         bad,
         *TINY,
     )
-    assert result.returncode == 2 and "bad.txt:1: expected a word and 4 numbers" in result.stderr
+    assert result.exit_code == 2 and "bad.txt:1: expected a word and 4 numbers" in result.stderr
 
 
 def test_option_for_another_task_is_refused(data_dir: Path, tmp_path: Path) -> None:
@@ -120,9 +123,11 @@ def test_option_for_another_task_is_refused(data_dir: Path, tmp_path: Path) -> N
         "--window",
         "12",
     )
-    assert result.returncode == 2 and "--window applies to forecast" in result.stderr
+    assert result.exit_code == 2 and "--window applies to forecast" in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
 def test_torchrun_two_processes_gloo(data_dir: Path, tmp_path: Path) -> None:
     """DDP on CPU: 2 ranks train together, rank 0 writes, the checkpoint exports with parity."""
     out = tmp_path / "ddp"
@@ -170,7 +175,5 @@ def test_torchrun_two_processes_gloo(data_dir: Path, tmp_path: Path) -> None:
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["dev_accuracy"] for h in history) > 0.8
     assert result.stderr.count("epoch 1:") == 1  # only rank 0 reports
-    export = subprocess.run(
-        [BIN / "bilstm", "export", out, tmp_path / "ddp.onnx"], capture_output=True, text=True
-    )
-    assert export.returncode == 0, export.stderr
+    export = bilstm("export", out, tmp_path / "ddp.onnx")
+    assert export.exit_code == 0, export.stderr
