@@ -102,7 +102,9 @@ def valid_positions(task: str, feeds: Mapping[str, np.ndarray], value: np.ndarra
     Tagging outputs [batch, time, ...] become [real tokens, ...]; two arrays padded to
     different widths (the standalone graph's and the Python runtime's) then line up.
     """
-    if task != "tag":
+    from bilstm.runtime.tasks import spec
+
+    if not spec(task).per_token:
         return value
     lens = feeds[md.LENGTHS]
     return value[np.arange(value.shape[1])[None, :] < lens[:, None]]

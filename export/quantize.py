@@ -501,15 +501,15 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     return report
 
 
-# Tasks whose graphs end in logits/probabilities; forecast outputs values in data units, which
-# would need a tolerance of their own.
-VARIANT_TASKS = ("classify", "tag", "cloze")
-
-
 def _check_task(ckpt: Checkpoint) -> None:
-    if ckpt.task not in VARIANT_TASKS:
+    """Variants are for tasks whose graphs end in probabilities (the task adapter says so);
+    a forecast is in data units, which would need a tolerance of its own."""
+    from bilstm.runtime.tasks import MODEL_CLASSES, spec
+
+    if not spec(ckpt.task).variants:
+        tasks = [c.SPEC.name for c in MODEL_CLASSES.values() if c.SPEC.variants]
         raise ExportError(
-            f"--quantize/--fp16 support {', '.join(VARIANT_TASKS)} models, not {ckpt.task}: "
+            f"--quantize/--fp16 support {', '.join(tasks)} models, not {ckpt.task}: "
             "its output is in data units and has no int8/fp16 tolerance yet; export it as fp32"
         )
 

@@ -37,6 +37,8 @@ from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
 from bilstm.runtime.errors import ExportError
 from bilstm.runtime.preprocess import BLANK, MASK
+from bilstm.runtime.tasks import MODEL_CLASSES
+from bilstm.runtime.tasks import spec as task_spec
 from bilstm.runtime.tokenizer import Tokenizer
 from bilstm.runtime.vocab import PAD_ID, UNK_ID
 
@@ -47,9 +49,10 @@ CORE_LOGITS, CORE_PROBABILITIES = "core_logits", "core_probabilities"
 
 def check_supported(ckpt: Checkpoint) -> None:
     """Refuse, before any work, a checkpoint whose preprocessing has no exact ONNX form."""
-    if ckpt.task not in md.TEXT_TASKS:
+    if not task_spec(ckpt.task).text_input:
+        text_tasks = [c.SPEC.name for c in MODEL_CLASSES.values() if c.SPEC.text_input]
         raise ExportError(
-            f"--with-tokenizer applies to text models ({', '.join(md.TEXT_TASKS)}); "
+            f"--with-tokenizer applies to text models ({', '.join(text_tasks)}); "
             f"a {ckpt.task} model takes numbers"
         )
     assert ckpt.tokenizer is not None
