@@ -57,7 +57,7 @@ def run_cli(model: str, src: Path, out: Path, threads: int | None) -> dict[str, 
 
 
 def run_ray(ray: Any, model: str, src: Path, workers: int, rows_per_batch: int) -> Any:
-    from bilstm.runtime.ray import score_dataset
+    from bilstm.runtime.frames import score_dataset
 
     start = time.perf_counter()
     ds = ray.data.read_text(str(src), drop_empty_lines=False)

@@ -1,4 +1,4 @@
-"""`bilstm.runtime.ray.BiLSTMPredictor`: on a local Ray cluster it gives what `bilstm-run` gives.
+"""`bilstm.runtime.frames.BiLSTMPredictor`: on a local Ray cluster it gives what `bilstm-run` gives.
 
 The Ray tests start a 2-CPU local cluster once for the module and are skipped without the
 `ray` extra (`pip install 'bilstm[ray]'`); the predictor's own tests need only numpy.
@@ -22,7 +22,7 @@ from helpers.data import review_lines
 from typer.testing import CliRunner
 
 from bilstm.runtime.cli import _make_apps
-from bilstm.runtime.ray import BiLSTMPredictor, default_threads, score_dataset
+from bilstm.runtime.frames import BiLSTMPredictor, default_threads, score_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
 
@@ -171,3 +171,9 @@ def test_ray_map_batches_equals_bilstm_run(ray_cluster: Any, tmp_path: Path) -> 
         probs = rec["probabilities"] or {"negative": math.nan, "positive": math.nan}
         assert row["p_negative"] == pytest.approx(probs["negative"], abs=0, nan_ok=True)
         assert row["p_positive"] == pytest.approx(probs["positive"], abs=0, nan_ok=True)
+
+
+def test_first_module_name_still_imports() -> None:
+    from bilstm.runtime import ray as first_name
+
+    assert first_name.BiLSTMPredictor is BiLSTMPredictor

@@ -63,7 +63,7 @@ def test_spark_map_in_pandas_equals_bilstm_run(spark: Any, tmp_path: Path) -> No
 
     def score(batches: Iterator[Any]) -> Iterator[Any]:
         # defined here, not at module level: Spark's workers cannot import this test module
-        from bilstm.runtime.ray import shared_predictor
+        from bilstm.runtime.frames import shared_predictor
 
         predictor = shared_predictor("sentiment", "text", concurrency=2, layout="json")
         for frame in batches:
