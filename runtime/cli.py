@@ -1,7 +1,8 @@
-"""Command line: `bilstm-run` and the `bilstm` umbrella (run, eval, info; train/export via plugins).
+"""Command line of the runtime: `bilstm-run`, and the runtime's commands of the `bilstm`
+umbrella (run, eval, info, merge). `bilstm.cli` adds train and export on a full install.
 
 Results go to stdout (or --output), diagnostics and progress to stderr. Exit codes: 0 ok,
-1 some records failed, 2 usage/model/data error, 130 interrupted.
+1 some records failed, 2 usage/model/data error, 130 interrupted, 141 closed pipe, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,11 +32,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cat` gives when the reader of its output quits
 EXIT_TERMINATED = 143
-PLUGIN_GROUP = "bilstm.commands"
-HOOK_GROUP = "bilstm.hooks"
 GENERIC_SUFFIXES = (".npz", ".npy", ".json")
 # Help texts are rich markup: "[train]" would be read as a style tag and vanish, hence "\\[".
-PLUGIN_HELP = {
+TRAINING_HELP = {
     "train": "Train a model (needs the train extra: pip install 'bilstm\\[train]').",
     "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm\\[train]').",
 }
@@ -561,38 +560,41 @@ def evaluate(
     with user_errors(debug), tempfile.TemporaryDirectory(prefix="bilstm-eval-") as tmp:
         path: str | Path = model
         if Path(model).is_dir():
-            try:
-                exporter = _plugin("export", group=HOOK_GROUP)
-            except ImportError:  # the entry point is there, torch or onnx is not
-                exporter = None
-            if exporter is None:
-                _missing_plugin("eval CHECKPOINT")
             path = Path(tmp) / "model.onnx"
-            import warnings
-
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                exporter(Path(model), path)
-            for warning in caught:  # one line each, as `bilstm export` prints them
-                _stderr(f"warning: {warning.message}")
+            _export_checkpoint_for_eval(Path(model), path)
         bilstm = BiLSTM.load(path, device=device, threads=threads)
         metrics = bilstm.evaluate(data, batch_size or bilstm.batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))
 
 
-def _plugin(name: str, group: str = PLUGIN_GROUP) -> Any:
-    """The object an entry point of `group` names (a Typer app or a function), or None."""
-    import importlib.metadata  # here, not at the top: its import is ~20 ms of cold start
-
-    for ep in importlib.metadata.entry_points(group=group):
-        if ep.name == name:
-            return ep.load()
-    return None
+CheckpointExporter = Callable[[Path, Path], Any]
+_checkpoint_exporter: CheckpointExporter | None = None
+"""How `bilstm eval CHECKPOINT_DIR` makes an .onnx: set by `bilstm.cli` (the full install)
+when it builds the umbrella; the runtime itself never imports the training side."""
 
 
-def _missing_plugin(name: str) -> None:
+def _export_checkpoint_for_eval(checkpoint: Path, out: Path) -> None:
+    """Export `checkpoint` to `out` with the training side, or say how to install it."""
+    import warnings
+
+    if _checkpoint_exporter is None:
+        missing_training_extra("eval CHECKPOINT")
+    assert _checkpoint_exporter is not None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _checkpoint_exporter(checkpoint, out)
+    except ImportError as exc:  # torch or onnx missing behind bilstm.export
+        missing_training_extra("eval CHECKPOINT", exc)
+    for warning in caught:  # one line each, as `bilstm export` prints them
+        _stderr(f"warning: {warning.message}")
+
+
+def missing_training_extra(name: str, cause: Exception | None = None) -> None:
+    """Exit 2 saying that `bilstm NAME` needs the train extra and how to install it."""
+    why = f" ({cause})" if cause else ""
     _stderr(
-        f"error: `bilstm {name}` needs the training extra; install it with "
+        f"error: `bilstm {name}` needs the training extra{why}; install it with "
         f"pip install torch==2.13.0 'bilstm[train]'"
     )
     raise typer.Exit(EXIT_USAGE)
@@ -605,7 +607,15 @@ _APP_SETTINGS: dict[str, Any] = {
 }
 
 
-def _umbrella_app() -> typer.Typer:
+def umbrella_app(checkpoint_exporter: CheckpointExporter | None = None) -> typer.Typer:
+    """The `bilstm` app with the runtime's commands (run, eval, info, merge).
+
+    `train` and `export` are listed with their help; invoked here, they say how to install
+    the training extra (`bilstm.cli` runs the real ones before this app is reached).
+    `checkpoint_exporter` lets `eval` take a checkpoint folder.
+    """
+    global _checkpoint_exporter
+    _checkpoint_exporter = checkpoint_exporter
     umbrella = typer.Typer(help="Train, export and run bidirectional LSTM models.", **_APP_SETTINGS)
     umbrella.command("run")(run)
     umbrella.command("eval")(evaluate)
@@ -613,13 +623,13 @@ def _umbrella_app() -> typer.Typer:
     from bilstm.runtime.sharding import merge
 
     umbrella.command("merge")(merge)
-    for name, text in PLUGIN_HELP.items():
+    for name, text in TRAINING_HELP.items():
         umbrella.command(
             name,
             help=text,
             add_help_option=False,
             context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        )(lambda n=name: _missing_plugin(n))
+        )(lambda n=name: missing_training_extra(n))
     return umbrella
 
 
@@ -631,10 +641,10 @@ def _single_app() -> typer.Typer:
 
 def _make_apps() -> tuple[typer.Typer, typer.Typer]:
     """The `bilstm` umbrella app and the single-command `bilstm-run` app."""
-    return _umbrella_app(), _single_app()
+    return umbrella_app(), _single_app()
 
 
-def _invoke(app: typer.Typer, args: list[str] | None = None, prog_name: str | None = None) -> None:
+def invoke(app: typer.Typer, args: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a Typer app and exit with its code.
 
     Usage errors are shown as rich's boxed panel only at a terminal; when stderr is a pipe or
@@ -664,23 +674,6 @@ def _invoke(app: typer.Typer, args: list[str] | None = None, prog_name: str | No
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def main() -> None:
-    """Entry point of `bilstm`."""
-    argv = sys.argv[1:]
-    if argv and argv[0] in PLUGIN_HELP:
-        try:
-            plugin = _plugin(argv[0])
-        except ImportError as exc:
-            _stderr(
-                f"error: `bilstm {argv[0]}` cannot start: {exc}; install the training extra "
-                f"with pip install torch==2.13.0 'bilstm[train]'"
-            )
-            sys.exit(EXIT_USAGE)
-        if plugin is not None:
-            _invoke(plugin, argv[1:], f"bilstm {argv[0]}")
-    _invoke(_umbrella_app())
-
-
 def run_main() -> None:
     """Entry point of `bilstm-run` (same as `bilstm run`)."""
-    _invoke(_single_app())
+    invoke(_single_app())

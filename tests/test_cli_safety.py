@@ -136,21 +136,19 @@ def test_tensor_input_refuses_record_options(tmp_path: Path) -> None:
     assert_refused(run("sentiment", str(feeds), "--format", "tsv"), "--format", "tensor input")
 
 
-def test_eval_checkpoint_without_training_extra_says_how_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The runtime-only install has the entry point but not onnx/torch behind it."""
-
-    def plugin(name: str, group: str = "") -> object:
-        raise ModuleNotFoundError("No module named 'onnx'")
-
-    monkeypatch.setattr(cli, "_plugin", plugin)
+def test_eval_checkpoint_without_training_extra_says_how_to_install(tmp_path: Path) -> None:
+    """The runtime-only install: no exporter at all, or one whose imports fail."""
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     data = tmp_path / "dev.tsv"
     data.write_text("pos\tgood\n")
-    result = runner.invoke(UMBRELLA, ["eval", str(ckpt), str(data)])
-    assert_refused(result, "pip install", "bilstm[train]")
+
+    def exporter(checkpoint: Path, out: Path) -> None:
+        raise ModuleNotFoundError("No module named 'onnx'")
+
+    for app in (cli.umbrella_app(), cli.umbrella_app(checkpoint_exporter=exporter)):
+        result = runner.invoke(app, ["eval", str(ckpt), str(data)])
+        assert_refused(result, "pip install", "bilstm[train]")
 
 
 def test_eval_refuses_gold_tags_the_model_does_not_know(tmp_path: Path) -> None:

@@ -24,14 +24,14 @@ class Run:
 
 
 def bilstm(*args: object, input: str | bytes | None = None) -> Run:
-    """`bilstm ARGS` run by `bilstm.runtime.cli.main` (the `bilstm` console script's function).
+    """`bilstm ARGS` run by `bilstm.cli.main` (the `bilstm` console script's function).
 
     Unlike `CliRunner().invoke(app, ...)` this goes through what the console script does: the
-    `train`/`export` plugin lookup and the entry point's own error handling (plain one-line
+    `train`/`export` lookup and the entry point's own error handling (plain one-line
     usage errors on a non-terminal stderr, the exit status given to `sys.exit`). Exceptions
     other than SystemExit propagate, with their traceback.
     """
-    from bilstm.runtime.cli import main
+    from bilstm.cli import main
 
     argv = sys.argv
     sys.argv = ["bilstm", *map(str, args)]

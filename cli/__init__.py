@@ -1,0 +1,55 @@
+"""`bilstm`: the umbrella command, composed from the three packages.
+
+The runtime's commands (run, eval, info, merge) come from `bilstm.runtime.cli`; `train` and
+`export` from `bilstm.models.cli` and `bilstm.export.cli`, imported only when one of them is
+invoked, because they load torch. On the runtime-only install those imports fail and the
+command says how to install the training extra. This module, not the runtime, is the one
+place that knows both sides exist.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bilstm.runtime.cli import invoke, missing_training_extra, umbrella_app
+
+
+def _train_app() -> typer.Typer:
+    from bilstm.models.cli import app
+
+    return app
+
+
+def _export_app() -> typer.Typer:
+    from bilstm.export.cli import app
+
+    return app
+
+
+TRAINING_APPS = {"train": _train_app, "export": _export_app}
+
+
+def _export_checkpoint(checkpoint: Path, out: Path) -> Any:
+    """`bilstm eval CHECKPOINT_DIR`: the checkpoint measured through its own export."""
+    from bilstm.export.exporter import export_checkpoint
+
+    return export_checkpoint(checkpoint, out)
+
+
+def main() -> None:
+    """Entry point of `bilstm`."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in TRAINING_APPS:
+        try:
+            app = TRAINING_APPS[argv[0]]()
+        except ImportError as exc:
+            try:
+                missing_training_extra(argv[0], exc)
+            except typer.Exit as done:
+                sys.exit(done.exit_code)
+        invoke(app, argv[1:], f"bilstm {argv[0]}")
+    invoke(umbrella_app(checkpoint_exporter=_export_checkpoint))
