@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import build_model
+from bilstm.models.tasks import TASKS
 from bilstm.runtime.errors import CheckpointError
 from bilstm.runtime.tokenizer import TokenizerConfig
 from bilstm.runtime.vocab import Vocabulary
@@ -196,7 +197,7 @@ def load_checkpoint(directory: Path) -> Checkpoint:
             f"{directory}: vocab.json has {len(vocab)} tokens but the model expects "
             f"{model_cfg.vocab_size}"
         )
-    if model_cfg.task in ("classify", "tag") and len(labels) != model_cfg.num_labels:
+    if TASKS[model_cfg.task].labelled and len(labels) != model_cfg.num_labels:
         raise CheckpointError(
             f"{directory}: config has {len(labels)} labels but the model outputs "
             f"{model_cfg.num_labels}"

@@ -5,29 +5,26 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
+from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMClassifier
-from bilstm.models.training import (
-    apply_vectors,
-    parameter_count,
-    seed_everything,
-    start_or_resume,
-    train_and_save,
-)
+from bilstm.models.options import TrainOptions
+from bilstm.models.skeleton import Prepared
+from bilstm.models.training import apply_vectors
+from bilstm.runtime import datasets
 from bilstm.runtime.batching import length_batches, pad_batch
 from bilstm.runtime.datasets import LabelledText
 from bilstm.runtime.errors import DataError
 from bilstm.runtime.metrics import classification_metrics
 from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.version import __version__
 from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 NUM_EXAMPLES = 64
@@ -76,6 +73,92 @@ class ClassifySpec:
         return classification_metrics(self.labels[split], preds, self.names)
 
 
+@dataclass
+class ClassifyTrainer:
+    """The classify hooks of the training skeleton (`bilstm.models.skeleton.train`)."""
+
+    train_items: Sequence[LabelledText]
+    dev_items: Sequence[LabelledText]
+    model_cfg: dict[str, Any]
+    tokenizer_cfg: TokenizerConfig
+    paths: tuple[Path, Path] | None = None
+    name: str = "classify"
+
+    def build(self, cfg: TrainConfig, console: Console) -> Checkpoint:
+        """Vocabulary and labels from the training texts; the first dev texts as examples."""
+        tok = Tokenizer(self.tokenizer_cfg)
+        vocab = Vocabulary.build(
+            (tok.tokenize(it.text) for it in self.train_items),
+            min_freq=cfg.min_freq,
+            max_size=cfg.max_vocab,
+        )
+        labels = sorted({it.label for it in self.train_items})
+        model_config = ModelConfig(
+            vocab_size=len(vocab), num_labels=len(labels), task=self.name, **self.model_cfg
+        )
+        model = BiLSTMClassifier(model_config)
+        apply_vectors(model.embedding, vocab, cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=model_config,
+            train_config=cfg,
+            tokenizer=self.tokenizer_cfg,
+            vocabulary=vocab,
+            labels=labels,
+            examples=[it.text for it in self.dev_items[:NUM_EXAMPLES]],
+        )
+
+    def prepare(
+        self, base: Checkpoint, cfg: TrainConfig, device: torch.device, resume: bool
+    ) -> Prepared:
+        """Token ids and label indexes per split, and class weights if asked for."""
+        assert base.vocabulary is not None and base.tokenizer is not None
+        vocab, labels, tok = base.vocabulary, base.labels, Tokenizer(base.tokenizer)
+        splits = {"train": self.train_items, "dev": self.dev_items}
+        _check_known_labels(
+            labels, {"training": self.train_items, "dev": self.dev_items}, self.paths, resume
+        )
+        index = {lab: i for i, lab in enumerate(labels)}
+        # A text with no tokens cannot go through a packed RNN (length 0). In training it is
+        # seen as a single <unk>; at inference such a text gets no label at all.
+        ids = {
+            name: [vocab.encode(tok.tokenize(it.text)) or [UNK_ID] for it in items]
+            for name, items in splits.items()
+        }
+        gold = {name: [index[it.label] for it in items] for name, items in splits.items()}
+        weight = _class_weights(gold["train"], len(labels), device) if cfg.class_weights else None
+        return Prepared(
+            spec=ClassifySpec(ids, gold, labels, cfg.batch_size, device, weight),
+            base=base,
+            train_examples=len(self.train_items),
+            dev_examples=len(self.dev_items),
+            description=(
+                f"train {len(self.train_items)} texts, dev {len(self.dev_items)}, vocabulary "
+                f"{len(vocab)}, labels {labels}"
+            ),
+        )
+
+    def finish(
+        self, ckpt: Checkpoint, prepared: Prepared, out: Path, console: Console
+    ) -> Checkpoint:
+        """Print the best epoch's dev accuracy."""
+        console.print(
+            f"best epoch {ckpt.summary['best_epoch']}: dev accuracy "
+            f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
+        )
+        return ckpt
+
+
+def _class_weights(gold: list[int], num_labels: int, device: torch.device) -> torch.Tensor:
+    """Inverse class frequency, so that rare classes weigh as much in the loss as common ones."""
+    counts = Counter(gold)
+    return torch.tensor(
+        [len(gold) / (num_labels * max(counts[i], 1)) for i in range(num_labels)],
+        dtype=torch.float32,
+        device=device,
+    )
+
+
 def train_classifier(
     train_items: Sequence[LabelledText],
     dev_items: Sequence[LabelledText],
@@ -95,76 +178,27 @@ def train_classifier(
     `model_cfg` holds `ModelConfig` fields except vocab_size/num_labels, which come from data.
     With `resume`, training continues from the checkpoint at `out`.
     """
-    console = console or Console(stderr=True, soft_wrap=True)
-    seed_everything(train_cfg.seed)
-    device = torch.device(train_cfg.device)
+    task = ClassifyTrainer(train_items, dev_items, model_cfg, tokenizer_cfg, paths)
+    return skeleton.train(task, out, train_cfg, data_info, console, resume)
 
-    def build() -> Checkpoint:
-        tok = Tokenizer(tokenizer_cfg)
-        vocab = Vocabulary.build(
-            (tok.tokenize(it.text) for it in train_items),
-            min_freq=train_cfg.min_freq,
-            max_size=train_cfg.max_vocab,
-        )
-        labels = sorted({it.label for it in train_items})
-        cfg = ModelConfig(
-            vocab_size=len(vocab), num_labels=len(labels), task="classify", **model_cfg
-        )
-        model = BiLSTMClassifier(cfg)
-        apply_vectors(model.embedding, vocab, train_cfg, console)
-        return Checkpoint(
-            model=model,
-            model_config=cfg,
-            train_config=train_cfg,
-            tokenizer=tokenizer_cfg,
-            vocabulary=vocab,
-            labels=labels,
-            examples=[it.text for it in dev_items[:NUM_EXAMPLES]],
-        )
 
-    base, state = start_or_resume("classify", out, resume, build)
-    assert base.vocabulary is not None and base.tokenizer is not None
-    vocab, labels, model = base.vocabulary, base.labels, base.model.to(device)
-    base = replace(base, train_config=train_cfg)
-    tok = Tokenizer(base.tokenizer)
-    _check_known_labels(labels, {"training": train_items, "dev": dev_items}, paths, resume)
-    index = {lab: i for i, lab in enumerate(labels)}
-    # A text with no tokens cannot go through a packed RNN (length 0). In training it is seen
-    # as a single <unk>; at inference such a text gets no label at all.
-    ids = {
-        name: [vocab.encode(tok.tokenize(it.text)) or [UNK_ID] for it in items]
-        for name, items in (("train", train_items), ("dev", dev_items))
-    }
-    gold = {
-        name: [index[it.label] for it in items]
-        for name, items in (("train", train_items), ("dev", dev_items))
-    }
-    weight = None
-    if train_cfg.class_weights:
-        counts = Counter(gold["train"])
-        weight = torch.tensor(
-            [len(gold["train"]) / (len(labels) * max(counts[i], 1)) for i in range(len(labels))],
-            dtype=torch.float32,
-            device=device,
-        )
-    console.print(
-        f"train {len(train_items)} texts, dev {len(dev_items)}, vocabulary "
-        f"{len(vocab)}, labels {labels}, {parameter_count(model):,} parameters"
+def train_from_options(
+    opts: TrainOptions, model_cfg: dict[str, Any], train_cfg: TrainConfig, console: Console
+) -> Checkpoint:
+    """`bilstm train classify`: read the TSV/JSONL files and train."""
+    read = datasets.read_classification
+    return train_classifier(
+        read(opts.data, opts.skip_bad_lines),
+        read(opts.dev, opts.skip_bad_lines),
+        opts.out,
+        model_cfg,
+        train_cfg,
+        TokenizerConfig(lowercase=opts.lowercase, max_length=opts.max_length),
+        options.data_info(opts),
+        console=console,
+        resume=opts.resume,
+        paths=(opts.data, opts.dev),
     )
-    spec = ClassifySpec(ids, gold, labels, train_cfg.batch_size, device, weight)
-    summary = {
-        "task": "classify",
-        "toolkit_version": __version__,
-        "data": data_info,
-        "train_examples": len(train_items),
-        "dev_examples": len(dev_items),
-    }
-    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
-    console.print(
-        f"best epoch {ckpt.summary['best_epoch']}: dev accuracy "
-        f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
-    )
-    return ckpt
 
 
 def _check_known_labels(

@@ -10,19 +10,27 @@ import contextlib
 import json
 import os
 import re
-import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from bilstm.models.config import TrainConfig
+from bilstm.models.cli_options import with_parameters
+from bilstm.models.options import TrainOptions
+from bilstm.models.tasks import only_for
 from bilstm.runtime.errors import BiLSTMError, CheckpointError, DataError, InputError
 from bilstm.runtime.outpaths import same_file
-from bilstm.runtime.tokenizer import DEFAULT_MAX_LENGTH, TokenizerConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from bilstm.models.config import TrainConfig
+
+# torch is imported only once a run starts (in _train and the task modules), so that
+# `bilstm train --help` and option errors answer at once (torch takes seconds to import).
 
 try:  # typer >= 0.26 vendors click; its types and exceptions are not click's own
     from typer import _click as click  # type: ignore[attr-defined,unused-ignore]
@@ -31,59 +39,8 @@ except ImportError:
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
-
-class Task(str, Enum):
-    classify = "classify"
-    tag = "tag"
-    forecast = "forecast"
-    cloze = "cloze"
-
-
-class Cell(str, Enum):
-    lstm = "lstm"
-    gru = "gru"
-
-
-class Merge(str, Enum):
-    concat = "concat"
-    sum = "sum"
-    mul = "mul"
-    ave = "ave"
-
-
-class Pooling(str, Enum):
-    max = "max"
-    mean = "mean"
-    last = "last"
-    attention = "attention"
-
-
-MODEL = "Model"
-TRAINING = "Training"
-TEXT = "Text tasks"
-TAGGING = "tag"
-SERIES = "forecast"
-
 # Options that only make sense for some tasks: giving them elsewhere is an error, not a no-op.
-ONLY_FOR = {
-    "pooling": {"classify"},
-    "class_weights": {"classify"},
-    "tag_column": {"tag"},
-    "char_features": {"tag"},
-    "word_dropout": {"tag"},
-    "target": {"forecast"},
-    "features": {"forecast"},
-    "window": {"forecast"},
-    "horizon": {"forecast"},
-    "season": {"forecast"},
-    "embedding_dim": {"classify", "tag", "cloze"},
-    "min_freq": {"classify", "tag", "cloze"},
-    "max_vocab": {"classify", "tag", "cloze"},
-    "max_length": {"classify", "tag", "cloze"},
-    "lowercase": {"classify", "tag", "cloze"},
-    "vectors": {"classify", "tag", "cloze"},
-    "skip_bad_lines": {"classify", "tag", "cloze"},
-}
+ONLY_FOR = only_for()
 WHY_NOT = {
     "skip_bad_lines": (
         ": a skipped CSV row would join its neighbours into a series with a gap; fix the row"
@@ -181,42 +138,28 @@ def _check_model_options(task: str, model_cfg: dict[str, Any]) -> None:
         raise InputError(f"model options: {exc}") from None
 
 
-def _check_out(p: dict[str, Any], force: bool, resume: bool) -> None:
+def _check_out(opts: TrainOptions) -> None:
     """Refuse an --out that training would damage, before any data is read.
 
     --out is a folder that the checkpoint's files are written into: it may be new, empty, or
     an earlier checkpoint (continued with --resume, replaced with --force). An existing file,
     a folder holding anything else, or a folder holding one of the inputs is refused.
     """
-    from bilstm.models.checkpoint import CONFIG, OWN_FILES, is_checkpoint_config
+    from bilstm.models.checkpoint import CONFIG, is_checkpoint_config
 
-    out = Path(p["out"])
-    inputs = {"--data": p["data"], "--dev": p["dev"], "--config": p["config"]}
-    inputs["--vectors"] = p["vectors"]
+    out = Path(opts.out)
+    inputs = {"--data": opts.data, "--dev": opts.dev, "--config": opts.config}
+    inputs["--vectors"] = opts.vectors
     for flag, source in inputs.items():
-        if source is None:
-            continue
-        source = Path(source)
-        if same_file(out, source) or out.resolve() == source.resolve():
-            raise InputError(
-                f"--out {out} is the {flag} file; writing the checkpoint folder there would "
-                "destroy it. Give --out a new folder (e.g. runs/NAME)"
-            )
-        if any(same_file(out, d) for d in source.resolve().parents) or out.resolve() in (
-            source.resolve().parents
-        ):
-            raise InputError(
-                f"--out {out} contains the {flag} file {source}; a checkpoint folder must not "
-                f"hold the training inputs. Move {source.name} elsewhere or give --out a "
-                "new folder (e.g. runs/NAME)"
-            )
+        if source is not None:
+            _check_not_inside(out, flag, Path(source))
     if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise InputError(
             f"--out {out} is a file; --out names the folder the checkpoint is written to. "
             "Give a new folder name (e.g. runs/NAME)"
         )
     is_checkpoint = out.is_dir() and is_checkpoint_config(out / CONFIG)
-    if resume:
+    if opts.resume:
         if not is_checkpoint:
             raise CheckpointError(
                 f"{out}: not a checkpoint folder (no bilstm config.json); --resume continues "
@@ -224,36 +167,60 @@ def _check_out(p: dict[str, Any], force: bool, resume: bool) -> None:
                 "a new run"
             )
     elif is_checkpoint:
-        if not force:
+        if not opts.force:
             raise InputError(
                 f"--out {out} already holds a bilstm checkpoint; pass --resume to continue "
                 "that run, --force to replace it (other files in the folder are kept), or "
                 "give --out another folder"
             )
     elif out.is_dir():
-        try:
-            others = sorted(x.name for x in out.iterdir())
-        except OSError as exc:
-            raise InputError(f"--out {out}: cannot list the folder ({exc})") from None
-        if others and set(others) <= set(OWN_FILES):
-            if not force:
-                raise InputError(
-                    f"--out {out} holds checkpoint files but no valid config.json (an "
-                    "interrupted save?); pass --force to replace them, or give --out another "
-                    "folder"
-                )
-        elif others:
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            raise InputError(
-                f"--out {out} is a folder that already holds other files ({shown}) and no "
-                "bilstm checkpoint; training writes its checkpoint files into --out. Give "
-                f"a new or empty folder (e.g. {out / 'run'})"
-            )
+        _check_other_files(out, opts.force)
     existing = out
     while not existing.exists():
         existing = existing.resolve().parent
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: the folder {existing} is not writable")
+
+
+def _check_not_inside(out: Path, flag: str, source: Path) -> None:
+    """--out must be neither the input file `source` nor a folder above it."""
+    if same_file(out, source) or out.resolve() == source.resolve():
+        raise InputError(
+            f"--out {out} is the {flag} file; writing the checkpoint folder there would "
+            "destroy it. Give --out a new folder (e.g. runs/NAME)"
+        )
+    if any(same_file(out, d) for d in source.resolve().parents) or out.resolve() in (
+        source.resolve().parents
+    ):
+        raise InputError(
+            f"--out {out} contains the {flag} file {source}; a checkpoint folder must not "
+            f"hold the training inputs. Move {source.name} elsewhere or give --out a "
+            "new folder (e.g. runs/NAME)"
+        )
+
+
+def _check_other_files(out: Path, force: bool) -> None:
+    """An --out folder without a checkpoint: empty, or only our files (with --force)."""
+    from bilstm.models.checkpoint import OWN_FILES
+
+    try:
+        others = sorted(x.name for x in out.iterdir())
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot list the folder ({exc})") from None
+    if others and set(others) <= set(OWN_FILES):
+        if not force:
+            raise InputError(
+                f"--out {out} holds checkpoint files but no valid config.json (an "
+                "interrupted save?); pass --force to replace them, or give --out another "
+                "folder"
+            )
+    elif others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise InputError(
+            f"--out {out} is a folder that already holds other files ({shown}) and no "
+            "bilstm checkpoint; training writes its checkpoint files into --out. Give "
+            f"a new or empty folder (e.g. {out / 'run'})"
+        )
 
 
 def _option(name: str, value: Any) -> str:
@@ -263,7 +230,11 @@ def _option(name: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
-def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None:
+LOOP_OPTIONS = ("epochs", "batch_size", "clip_norm", "patience")
+"""Training-loop options of every task: a resumed run may change them."""
+
+
+def _resume_options(opts: TrainOptions, given: dict[str, str]) -> TrainOptions:
     """On --resume, take every setting the run was saved with, and refuse a different one.
 
     The saved run fixes its architecture, vocabulary, tokenizer and task settings, its seed
@@ -274,9 +245,37 @@ def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None
     not given they keep the saved run's values, not the command's defaults. `given` maps the
     options set on the command line or in --config to where they came from.
     """
-    out = Path(p["out"])
+    out = Path(opts.out)
+    fixed, train, columns = _saved_run(opts)
+    changes: dict[str, Any] = {}
+    differ = []
+    for name, was in fixed.items():
+        if name not in given:
+            changes[name] = was
+            continue
+        now = getattr(opts, name)
+        if not _same_setting(name, now, was, columns):
+            differ.append(f"{_option(name, now)}{given[name]} (the saved run has {was})")
+    if differ:
+        raise InputError(
+            f"--resume {out}: the saved run fixes these settings, and they differ: "
+            + "; ".join(differ)
+            + ". A resumed run keeps its architecture, vocabulary, tokenizer, task settings, "
+            "seed, lr and weight decay (only --epochs, --patience, --batch-size, --clip-norm, "
+            "--class-weights, --word-dropout, --device and --threads may change): drop those "
+            "options, or train a new run into another --out"
+        )
+    for name in (*LOOP_OPTIONS, *opts.info.loop_options):
+        if name not in given and name in train:
+            changes[name] = train[name]
+    return replace(opts, **changes)
+
+
+def _saved_run(opts: TrainOptions) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The option values the run in --out fixes, its 'train' settings and its columns."""
     from bilstm.models.checkpoint import CONFIG
 
+    out = Path(opts.out)
     try:
         saved = json.loads((out / CONFIG).read_text(encoding="utf-8"))
         model, train, tc = saved["model"], saved["train"], saved.get("task_config") or {}
@@ -284,8 +283,10 @@ def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None
         saved_task = saved["task"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{out / CONFIG}: malformed checkpoint config ({exc!r})") from None
-    if saved_task != task:
-        raise CheckpointError(f"{out}: is a {saved_task} checkpoint, cannot resume it as {task}")
+    if saved_task != opts.task:
+        raise CheckpointError(
+            f"{out}: is a {saved_task} checkpoint, cannot resume it as {opts.task}"
+        )
     fixed: dict[str, Any] = {
         "hidden_size": model.get("hidden_size"),
         "layers": model.get("num_layers"),
@@ -297,7 +298,7 @@ def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None
         "weight_decay": train.get("weight_decay"),
         "seed": train.get("seed"),
     }
-    if task != "forecast":
+    if opts.info.text:
         fixed |= {
             "embedding_dim": model.get("embedding_dim"),
             "embedding_dropout": model.get("embedding_dropout"),
@@ -307,52 +308,23 @@ def _resume_options(task: str, p: dict[str, Any], given: dict[str, str]) -> None
             "max_vocab": train.get("max_vocab"),
             "vectors": train.get("vectors"),
         }
-    if task == "classify":
-        fixed["pooling"] = model.get("pooling")
-    if task == "tag":
-        fixed["char_features"] = bool(model.get("char_vocab_size"))
-    if task == "forecast":
-        columns = list(tc.get("columns") or [])
-        fixed |= {
-            "target": tc.get("target"),
-            "features": ",".join(columns[1:]),
-            "window": tc.get("window"),
-            "horizon": tc.get("horizon"),
-            "season": tc.get("season"),
-        }
-    loop = ["epochs", "batch_size", "clip_norm", "patience"]
-    loop += {"classify": ["class_weights"], "tag": ["word_dropout"]}.get(task, [])
-    differ = []
-    for name, was in fixed.items():
-        now = p[name].value if isinstance(p[name], Enum) else p[name]
-        if name not in given:
-            p[name] = was
-            continue
-        if name == "features":
-            same = [f.strip() for f in str(now).split(",") if f.strip()] == columns[1:]
-        elif name == "vectors":
-            same = was is not None and (str(now) == was or same_file(Path(now), Path(was)))
-        else:
-            same = now == was
-        if not same:
-            differ.append(f"{_option(name, now)}{given[name]} (the saved run has {was})")
-    if differ:
-        raise InputError(
-            f"--resume {out}: the saved run fixes these settings, and they differ: "
-            + "; ".join(differ)
-            + ". A resumed run keeps its architecture, vocabulary, tokenizer, task settings, "
-            "seed, lr and weight decay (only --epochs, --patience, --batch-size, --clip-norm, "
-            "--class-weights, --word-dropout, --device and --threads may change): drop those "
-            "options, or train a new run into another --out"
-        )
-    for name in loop:
-        if name not in given and name in train:
-            p[name] = train[name]
+    fixed |= opts.info.saved_settings(model, tc)
+    return fixed, train, list(tc.get("columns") or [])
+
+
+def _same_setting(name: str, now: Any, was: Any, columns: list[str]) -> bool:
+    """Whether option `name` given as `now` asks for what the saved run has (`was`)."""
+    if name == "features":  # the saved columns are [target, *features]
+        return [f.strip() for f in str(now).split(",") if f.strip()] == columns[1:]
+    if name == "vectors":  # the same file, however its path is written
+        return was is not None and (str(now) == was or same_file(Path(now), Path(was)))
+    return bool(now == was)
 
 
 def _check_task_options(
     ctx: typer.Context, task: str, params: dict[str, Any], from_config: set[str]
 ) -> None:
+    """Refuse an option, given on the command line or in --config, that `task` does not take."""
     for name, tasks in ONLY_FOR.items():
         if (_given(ctx, name) or name in from_config) and task not in tasks:
             flag = "--" + name.replace("_", "-")
@@ -361,238 +333,23 @@ def _check_task_options(
             )
 
 
-@app.command(no_args_is_help=True)
-def train(
-    ctx: typer.Context,
-    task: Annotated[Task, typer.Argument(help="classify | tag | forecast | cloze")],
-    data: Annotated[
-        Path,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help=(
-                "Training data. classify: label<TAB>text TSV or JSONL {text,label}; "
-                "tag: CoNLL-U or token<TAB>tag with blank lines between sentences; "
-                "forecast: CSV with a header; cloze: plain text, one sentence per line."
-            ),
-        ),
-    ],
-    dev: Annotated[
-        Path,
-        typer.Option(
-            exists=True, dir_okay=False, help="Dev data (same format): metrics, early stopping."
-        ),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            help=(
-                "Checkpoint folder to write: new or empty (an existing checkpoint needs "
-                "--resume or --force; a file or a folder of other files is refused)."
-            )
-        ),
-    ],
-    config: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="JSON file of option values.")
-    ] = None,
-    # model
-    embedding_dim: Annotated[
-        int, typer.Option(min=1, rich_help_panel=MODEL, help="Word embedding size.")
-    ] = 128,
-    hidden_size: Annotated[
-        int, typer.Option(min=1, rich_help_panel=MODEL, help="LSTM/GRU units per direction.")
-    ] = 128,
-    layers: Annotated[
-        int, typer.Option(min=1, rich_help_panel=MODEL, help="Stacked bidirectional layers.")
-    ] = 1,
-    cell: Annotated[
-        Cell, typer.Option(rich_help_panel=MODEL, help="Recurrent cell type.")
-    ] = Cell.lstm,
-    merge: Annotated[
-        Merge, typer.Option(rich_help_panel=MODEL, help="How the two directions combine.")
-    ] = Merge.concat,
-    pooling: Annotated[
-        Pooling, typer.Option(rich_help_panel=MODEL, help="classify only.")
-    ] = Pooling.max,
-    proj_size: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            rich_help_panel=MODEL,
-            help="LSTM projections: each direction's output projected to this size.",
-        ),
-    ] = 0,
-    dropout: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=0.99,
-            rich_help_panel=MODEL,
-            help="Dropout between layers and before the output layer.",
-        ),
-    ] = 0.3,
-    embedding_dropout: Annotated[
-        float,
-        typer.Option(
-            min=0.0, max=0.99, rich_help_panel=MODEL, help="Spatial dropout on embeddings."
-        ),
-    ] = 0.1,
-    # text
-    max_length: Annotated[
-        int, typer.Option(min=1, rich_help_panel=TEXT, help="Tokens kept per text.")
-    ] = DEFAULT_MAX_LENGTH,
-    lowercase: Annotated[
-        bool,
-        typer.Option(rich_help_panel=TEXT, help="Lower-case words before the vocabulary lookup."),
-    ] = True,
-    min_freq: Annotated[
-        int,
-        typer.Option(
-            min=1, rich_help_panel=TEXT, help="Words seen fewer times in training become <unk>."
-        ),
-    ] = 1,
-    max_vocab: Annotated[
-        int | None,
-        typer.Option(
-            min=4, rich_help_panel=TEXT, help="Keep at most this many words (most frequent first)."
-        ),
-    ] = None,
-    class_weights: Annotated[
-        bool, typer.Option(rich_help_panel=TEXT, help="classify: weight rare classes.")
-    ] = False,
-    tag_column: Annotated[
-        str, typer.Option(rich_help_panel=TAGGING, help="upos, xpos or a column number.")
-    ] = "upos",
-    char_features: Annotated[
-        bool, typer.Option(rich_help_panel=TAGGING, help="Character CNN word features.")
-    ] = True,
-    word_dropout: Annotated[
-        float,
-        typer.Option(
-            min=0.0, max=0.5, rich_help_panel=TAGGING, help="Train <unk> by dropping words."
-        ),
-    ] = 0.0,
-    # forecast
-    target: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel=SERIES, help="CSV column to forecast (required for a new run)."
-        ),
-    ] = None,
-    features: Annotated[
-        str | None,
-        typer.Option(
-            rich_help_panel=SERIES,
-            help=(
-                "Comma-separated. Default: every other numeric column except row-index-like "
-                "ones (named index/id/row/step..., or integers counting up by a constant "
-                "step), which are reported on stderr; name them here to use them."
-            ),
-        ),
-    ] = None,
-    window: Annotated[
-        int,
-        typer.Option(
-            min=1, rich_help_panel=SERIES, help="Rows of history the model reads per forecast."
-        ),
-    ] = 48,
-    horizon: Annotated[
-        int, typer.Option(min=1, rich_help_panel=SERIES, help="Steps forecast after each window.")
-    ] = 1,
-    season: Annotated[
-        int | None,
-        typer.Option(min=1, rich_help_panel=SERIES, help="Season length for the naive baseline."),
-    ] = None,
-    # training
-    epochs: Annotated[
-        int,
-        typer.Option(min=1, rich_help_panel=TRAINING, help="Most passes over the training data."),
-    ] = 20,
-    batch_size: Annotated[
-        int, typer.Option(min=1, rich_help_panel=TRAINING, help="Examples per optimiser step.")
-    ] = 128,
-    lr: Annotated[
-        float,
-        typer.Option(
-            min=0.0, rich_help_panel=TRAINING, help="Adam learning rate (halved on a dev plateau)."
-        ),
-    ] = 2e-3,
-    weight_decay: Annotated[
-        float, typer.Option(min=0.0, rich_help_panel=TRAINING, help="Adam weight decay (L2).")
-    ] = 0.0,
-    clip_norm: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            rich_help_panel=TRAINING,
-            help="Clip the gradient norm to this (0: no clipping).",
-        ),
-    ] = 5.0,
-    patience: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            rich_help_panel=TRAINING,
-            help="Stop after this many epochs without a better dev metric.",
-        ),
-    ] = 3,
-    seed: Annotated[
-        int,
-        typer.Option(
-            rich_help_panel=TRAINING, help="Random seed (same seed, data and options: same model)."
-        ),
-    ] = 13,
-    device: Annotated[
-        str, typer.Option(rich_help_panel=TRAINING, help="cpu, cuda or cuda:N")
-    ] = "cpu",
-    threads: Annotated[
-        int | None, typer.Option(min=1, rich_help_panel=TRAINING, help="torch intra-op threads.")
-    ] = None,
-    skip_bad_lines: Annotated[
-        bool,
-        typer.Option(
-            rich_help_panel=TRAINING,
-            help="Skip malformed text lines (counted) instead of stopping.",
-        ),
-    ] = False,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            rich_help_panel=TRAINING,
-            help="Continue the run saved in --out (weights, optimiser, epoch).",
-        ),
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            rich_help_panel=TRAINING,
-            help="Replace the checkpoint already in --out (files of your own there are kept).",
-        ),
-    ] = False,
-    vectors: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            rich_help_panel=TEXT,
-            help="Pretrained word vectors, word2vec/GloVe text format.",
-        ),
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-) -> None:
+def train(ctx: typer.Context, **values: Any) -> None:
     """Train a BiLSTM model for TASK and write a checkpoint folder to --out."""
+    # `values` are typer's conversions (Path, Enum); `params` click's, which the config file
+    # and --resume then fill in. Both hold every option of cli_options.PARAMETERS.
     params = dict(ctx.params)
+    config, debug, task = values["config"], values["debug"], values["task"].value
     try:
         from_config = _apply_config(ctx, params, config)
-        _check_task_options(ctx, task.value, params, from_config)
+        _check_task_options(ctx, task, params, from_config)
         given = {name: "" for name in params if _given(ctx, name)}
         given |= {name: f" (from {config})" for name in from_config}
         _check_device(params["device"], "--device" + given.get("device", ""))
-        _check_out(params, params["force"], params["resume"])
-        if params["resume"]:
-            _resume_options(task.value, params, given)
-        _train(Task(params["task"]), params)
+        opts = TrainOptions.from_params(params)
+        _check_out(opts)
+        if opts.resume:
+            opts = _resume_options(opts, given)
+        _train(opts)
     except BiLSTMError as exc:
         if debug:
             raise
@@ -600,49 +357,27 @@ def train(
         raise typer.Exit(2) from None
 
 
-def _train(task: Task, p: dict[str, Any]) -> None:
+# typer reads the options from the signature that with_parameters gives `train`.
+with_parameters(train)
+app.command(no_args_is_help=True)(train)
+
+
+def _train(opts: TrainOptions) -> None:
+    """Set up torch (threads, device) and train the task the options name."""
     import torch
 
-    if p["threads"]:
-        torch.set_num_threads(p["threads"])
-    if p["device"].startswith("cuda") and not torch.cuda.is_available():
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise BiLSTMError(
             "--device cuda: torch sees no CUDA GPU (torch.cuda.is_available() "
             "is False); use --device cpu or install a CUDA build of torch"
         )
-    model_cfg = {
-        "hidden_size": p["hidden_size"],
-        "num_layers": p["layers"],
-        "cell": Cell(p["cell"]).value,
-        "merge": Merge(p["merge"]).value,
-        "proj_size": p["proj_size"],
-        "dropout": p["dropout"],
-    }
-    if task is not Task.forecast:
-        model_cfg |= {
-            "embedding_dim": p["embedding_dim"],
-            "embedding_dropout": p["embedding_dropout"],
-        }
-    if task is Task.classify:
-        model_cfg["pooling"] = Pooling(p["pooling"]).value
-    _check_model_options(task.value, model_cfg)
-    train_cfg = TrainConfig(
-        epochs=p["epochs"],
-        batch_size=p["batch_size"],
-        lr=p["lr"],
-        weight_decay=p["weight_decay"],
-        clip_norm=p["clip_norm"],
-        patience=p["patience"],
-        seed=p["seed"],
-        min_freq=p["min_freq"],
-        max_vocab=p["max_vocab"],
-        class_weights=p["class_weights"],
-        word_dropout=p["word_dropout"],
-        vectors=str(p["vectors"]) if p["vectors"] else None,
-        device=p["device"],
-    )
+    model_cfg = opts.model_settings()
+    _check_model_options(opts.task, model_cfg)
+    train_cfg = opts.train_config()
     with _distributed(train_cfg) as console:
-        _run_task(task, p, model_cfg, train_cfg, console)
+        opts.info.train_from_options(opts, model_cfg, train_cfg, console)
 
 
 @contextlib.contextmanager
@@ -651,9 +386,8 @@ def _distributed(cfg: TrainConfig) -> Iterator[Console]:
 
     gloo on CPU, nccl on CUDA (each rank on its LOCAL_RANK GPU). Only rank 0 prints.
     """
-    import os
-
     import torch
+    from rich.console import Console
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -669,129 +403,3 @@ def _distributed(cfg: TrainConfig) -> Iterator[Console]:
         yield Console(stderr=True, soft_wrap=True, quiet=rank != 0)
     finally:
         torch.distributed.destroy_process_group()
-
-
-def _default_features(data: Path, series: Any, target: str, console: Console) -> list[str]:
-    """All numeric columns but the target and row-index-like ones (reported on stderr).
-
-    A column with numbers and a non-numeric cell is an error naming file:line; a column of
-    text only (e.g. dates) is left out and reported.
-    """
-    from bilstm.models.forecasting import index_like_columns
-
-    for name, (_, _, numbers) in series.non_numeric.items():
-        if numbers and name != target:
-            raise series.cell_error(
-                data,
-                name,
-                "; fix the cell, or name the feature columns with --features "
-                "(default: every other numeric column)",
-            )
-    text = [c for c in series.non_numeric if c != target]
-    if text:
-        console.print(f"forecast: not using the non-numeric columns {text} as features")
-    candidates = [c for c in series.columns if c != target]
-    excluded = index_like_columns({c: series.columns[c] for c in candidates})
-    if excluded:
-        why = "; ".join(f"'{c}' {reason}" for c, reason in excluded.items())
-        console.print(
-            f"forecast: not using {list(excluded)} as features: they look like row indexes "
-            f"({why}), which would teach the model the position in the file. Name them in "
-            "--features to use them anyway"
-        )
-    return [c for c in candidates if c not in excluded]
-
-
-def _run_task(
-    task: Task,
-    p: dict[str, Any],
-    model_cfg: dict[str, Any],
-    train_cfg: TrainConfig,
-    console: Console,
-) -> None:
-    from bilstm.runtime import datasets
-
-    data, dev, out = Path(p["data"]), Path(p["dev"]), Path(p["out"])
-    info = {"train": data.name, "dev": dev.name, "argv": sys.argv[1:]}
-    tok_cfg = TokenizerConfig(lowercase=p["lowercase"], max_length=p["max_length"])
-    if task is Task.classify:
-        from bilstm.models.classify import train_classifier
-
-        train_classifier(
-            datasets.read_classification(data, p["skip_bad_lines"]),
-            datasets.read_classification(dev, p["skip_bad_lines"]),
-            out,
-            model_cfg,
-            train_cfg,
-            tok_cfg,
-            info,
-            console=console,
-            resume=p["resume"],
-            paths=(data, dev),
-        )
-    elif task is Task.tag:
-        from bilstm.models.tagging import train_tagger
-
-        train_tagger(
-            datasets.read_tagged(data, p["tag_column"], p["skip_bad_lines"]),
-            datasets.read_tagged(dev, p["tag_column"], p["skip_bad_lines"]),
-            out,
-            model_cfg,
-            train_cfg,
-            p["lowercase"],
-            p["max_length"],
-            p["char_features"],
-            info,
-            console=console,
-            resume=p["resume"],
-            paths=(data, dev),
-        )
-    elif task is Task.forecast:
-        from bilstm.models.forecasting import train_forecaster
-
-        if not p["target"]:  # on --resume, the saved run's target is filled in
-            raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
-        train_series = datasets.read_series(data)
-        target = p["target"]
-        if target not in train_series.columns:
-            if target in train_series.non_numeric:
-                raise train_series.cell_error(data, target, " (the --target column)")
-            raise DataError(
-                f"{data}: --target {target!r} is not a numeric column "
-                f"(numeric columns: {list(train_series.columns)})"
-            )
-        if p["features"] is not None:
-            feats = [f.strip() for f in p["features"].split(",") if f.strip()]
-        else:
-            feats = _default_features(data, train_series, target, console)
-        columns = [p["target"], *[f for f in feats if f != p["target"]]]
-        train_series = datasets.read_series(data, columns)
-        train_forecaster(
-            train_series,
-            datasets.read_series(dev, columns),
-            out,
-            p["target"],
-            feats,
-            p["window"],
-            p["horizon"],
-            p["season"],
-            model_cfg,
-            train_cfg,
-            info,
-            console=console,
-            resume=p["resume"],
-        )
-    else:
-        from bilstm.models.cloze import train_cloze
-
-        train_cloze(
-            datasets.read_text_lines(data, p["skip_bad_lines"]),
-            datasets.read_text_lines(dev, p["skip_bad_lines"]),
-            out,
-            model_cfg,
-            train_cfg,
-            tok_cfg,
-            info,
-            console=console,
-            resume=p["resume"],
-        )

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
+from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMCloze
-from bilstm.models.training import (
-    apply_vectors,
-    parameter_count,
-    seed_everything,
-    start_or_resume,
-    train_and_save,
-)
+from bilstm.models.options import TrainOptions
+from bilstm.models.skeleton import Prepared
+from bilstm.models.training import apply_vectors
+from bilstm.runtime import datasets
 from bilstm.runtime.batching import length_batches, pad_batch
 from bilstm.runtime.errors import DataError
 from bilstm.runtime.metrics import topk_accuracy
 from bilstm.runtime.preprocess import BLANK, MASK
 from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.version import __version__
 from bilstm.runtime.vocab import PAD, UNK, Vocabulary
 
 NUM_EXAMPLES = 64
@@ -106,6 +103,77 @@ class ClozeSpec:
         return {**topk_accuracy(gold, ranked), "questions": len(gold)}
 
 
+@dataclass
+class ClozeTrainer:
+    """The cloze hooks of the training skeleton (`bilstm.models.skeleton.train`)."""
+
+    train_texts: Sequence[str]
+    dev_texts: Sequence[str]
+    model_cfg: dict[str, Any]
+    tokenizer_cfg: TokenizerConfig
+    name: str = "cloze"
+
+    def build(self, cfg: TrainConfig, console: Console) -> Checkpoint:
+        """The vocabulary (with <mask>, one slot of --max-vocab) from the training lines."""
+        tok = Tokenizer(self.tokenizer_cfg)
+        cap = None if cfg.max_vocab is None else cfg.max_vocab - 1
+        base = Vocabulary.build(
+            (tok.tokenize(t) for t in self.train_texts), min_freq=cfg.min_freq, max_size=cap
+        )
+        vocab = Vocabulary(
+            [PAD, UNK, MASK, *[t for t in base.tokens[2:] if t not in (MASK, BLANK)]]
+        )
+        model_config = ModelConfig(
+            vocab_size=len(vocab), num_labels=len(vocab), task=self.name, **self.model_cfg
+        )
+        model = BiLSTMCloze(model_config)
+        apply_vectors(model.embedder.embedding, vocab, cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=model_config,
+            train_config=cfg,
+            tokenizer=self.tokenizer_cfg,
+            vocabulary=vocab,
+            labels=[],
+            task_config={"mask_token": MASK, "blank": BLANK},
+            examples=_examples(self.dev_texts, tok, vocab, cfg.seed),
+        )
+
+    def prepare(
+        self, base: Checkpoint, cfg: TrainConfig, device: torch.device, resume: bool
+    ) -> Prepared:
+        """Token ids of the lines that have a word to blank and context beside it."""
+        assert base.vocabulary is not None and base.tokenizer is not None
+        vocab, tok = base.vocabulary, Tokenizer(base.tokenizer)
+        ids = {
+            name: [s for s in (vocab.encode(tok.tokenize(t)) for t in texts) if len(s) >= 2]
+            for name, texts in (("train", self.train_texts), ("dev", self.dev_texts))
+        }
+        if not ids["train"] or not ids["dev"]:
+            raise DataError("cloze needs lines of at least 2 tokens in both training and dev data")
+        return Prepared(
+            spec=ClozeSpec(ids, vocab.id_of(MASK), cfg, device, cfg.seed),
+            base=base,
+            train_examples=len(ids["train"]),
+            dev_examples=len(ids["dev"]),
+            description=(
+                f"train {len(ids['train'])} sentences, dev {len(ids['dev'])}, vocabulary "
+                f"{len(vocab)}"
+            ),
+        )
+
+    def finish(
+        self, ckpt: Checkpoint, prepared: Prepared, out: Path, console: Console
+    ) -> Checkpoint:
+        """Print the best epoch's dev top-1 and top-5 accuracy."""
+        m = ckpt.summary["dev_metrics"]
+        console.print(
+            f"best epoch {ckpt.summary['best_epoch']}: dev top-1 {m.get('top1', 0):.4f} "
+            f"top-5 {m.get('top5', 0):.4f}; saved {out}"
+        )
+        return ckpt
+
+
 def train_cloze(
     train_texts: Sequence[str],
     dev_texts: Sequence[str],
@@ -118,63 +186,26 @@ def train_cloze(
     resume: bool = False,
 ) -> Checkpoint:
     """Train a fill-in-the-blank model (best epoch by dev top-1), saving `out` every epoch."""
-    console = console or Console(stderr=True, soft_wrap=True)
-    seed_everything(train_cfg.seed)
-    device = torch.device(train_cfg.device)
+    task = ClozeTrainer(train_texts, dev_texts, model_cfg, tokenizer_cfg)
+    return skeleton.train(task, out, train_cfg, data_info, console, resume)
 
-    def build() -> Checkpoint:
-        tok = Tokenizer(tokenizer_cfg)
-        cap = None if train_cfg.max_vocab is None else train_cfg.max_vocab - 1
-        base = Vocabulary.build(
-            (tok.tokenize(t) for t in train_texts), min_freq=train_cfg.min_freq, max_size=cap
-        )
-        vocab = Vocabulary(
-            [PAD, UNK, MASK, *[t for t in base.tokens[2:] if t not in (MASK, BLANK)]]
-        )
-        cfg = ModelConfig(vocab_size=len(vocab), num_labels=len(vocab), task="cloze", **model_cfg)
-        model = BiLSTMCloze(cfg)
-        apply_vectors(model.embedder.embedding, vocab, train_cfg, console)
-        return Checkpoint(
-            model=model,
-            model_config=cfg,
-            train_config=train_cfg,
-            tokenizer=tokenizer_cfg,
-            vocabulary=vocab,
-            labels=[],
-            task_config={"mask_token": MASK, "blank": BLANK},
-            examples=_examples(dev_texts, tok, vocab, train_cfg.seed),
-        )
 
-    base, state = start_or_resume("cloze", out, resume, build)
-    assert base.vocabulary is not None and base.tokenizer is not None
-    base = replace(base, train_config=train_cfg)
-    vocab, model = base.vocabulary, base.model.to(device)
-    tok = Tokenizer(base.tokenizer)
-    ids = {
-        name: [s for s in (vocab.encode(tok.tokenize(t)) for t in texts) if len(s) >= 2]
-        for name, texts in (("train", train_texts), ("dev", dev_texts))
-    }
-    if not ids["train"] or not ids["dev"]:
-        raise DataError("cloze needs lines of at least 2 tokens in both training and dev data")
-    console.print(
-        f"train {len(ids['train'])} sentences, dev {len(ids['dev'])}, vocabulary "
-        f"{len(vocab)}, {parameter_count(model):,} parameters"
+def train_from_options(
+    opts: TrainOptions, model_cfg: dict[str, Any], train_cfg: TrainConfig, console: Console
+) -> Checkpoint:
+    """`bilstm train cloze`: read the text files (one sentence a line) and train."""
+    read = datasets.read_text_lines
+    return train_cloze(
+        read(opts.data, opts.skip_bad_lines),
+        read(opts.dev, opts.skip_bad_lines),
+        opts.out,
+        model_cfg,
+        train_cfg,
+        TokenizerConfig(lowercase=opts.lowercase, max_length=opts.max_length),
+        options.data_info(opts),
+        console=console,
+        resume=opts.resume,
     )
-    spec = ClozeSpec(ids, vocab.id_of(MASK), train_cfg, device, train_cfg.seed)
-    summary = {
-        "task": "cloze",
-        "toolkit_version": __version__,
-        "data": data_info,
-        "train_examples": len(ids["train"]),
-        "dev_examples": len(ids["dev"]),
-    }
-    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
-    m = ckpt.summary["dev_metrics"]
-    console.print(
-        f"best epoch {ckpt.summary['best_epoch']}: dev top-1 {m.get('top1', 0):.4f} "
-        f"top-5 {m.get('top5', 0):.4f}; saved {out}"
-    )
-    return ckpt
 
 
 def _examples(texts: Sequence[str], tok: Tokenizer, vocab: Vocabulary, seed: int) -> list[str]:

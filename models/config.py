@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from bilstm.models.tasks import TASKS as REGISTRY
 from bilstm.runtime.errors import CheckpointError
 
-TASKS = ("classify", "tag", "forecast", "cloze")
+TASKS = tuple(REGISTRY)
 CELLS = ("lstm", "gru")
 MERGES = ("concat", "sum", "mul", "ave")
 POOLINGS = ("last", "mean", "max", "attention")
@@ -66,17 +67,19 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise `CheckpointError` if a setting is out of range."""
+        info = REGISTRY.get(self.task)
+        text = info is None or info.text  # an unknown task fails the first check anyway
         checks = [
             (self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}"),
             (self.cell in CELLS, f"cell must be one of {CELLS}, got {self.cell!r}"),
             (self.merge in MERGES, f"merge must be one of {MERGES}, got {self.merge!r}"),
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}"),
             (
-                self.task == "forecast" or self.vocab_size >= 2,
+                not text or self.vocab_size >= 2,
                 f"vocab_size must be >= 2, got {self.vocab_size}",
             ),
             (
-                self.task != "forecast" or self.num_features >= 1,
+                text or self.num_features >= 1,
                 f"num_features must be >= 1 for forecast, got {self.num_features}",
             ),
             (self.char_kernel % 2 == 1, f"char_kernel must be odd, got {self.char_kernel}"),
@@ -100,7 +103,8 @@ class ModelConfig:
     @property
     def input_size(self) -> int:
         """Width of the first recurrent layer's input."""
-        if self.task == "forecast":
+        info = REGISTRY.get(self.task)
+        if info is not None and not info.text:
             return self.num_features
         return self.embedding_dim + (self.char_filters if self.char_vocab_size else 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,17 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint, load_trainer_state, save_checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMForecaster
-from bilstm.models.training import (
-    distributed,
-    parameter_count,
-    seed_everything,
-    start_or_resume,
-    train_and_save,
-)
+from bilstm.models.options import TrainOptions
+from bilstm.models.skeleton import Prepared
+from bilstm.models.training import distributed
+from bilstm.runtime import datasets
 from bilstm.runtime.datasets import Series
-from bilstm.runtime.errors import DataError
+from bilstm.runtime.errors import BiLSTMError, DataError
 from bilstm.runtime.metrics import error_metrics, forecast_baselines
-from bilstm.runtime.version import __version__
 
 NUM_EXAMPLES = 8
 
@@ -128,6 +125,174 @@ class ForecastSpec:
         return metrics
 
 
+@dataclass
+class _Windows:
+    """What `finish` needs of the encoded data: dev targets, where each dev window ends."""
+
+    y_dev: np.ndarray
+    ends_dev: np.ndarray
+    train_rows: int
+    dev_rows: int
+    window: int
+    horizon: int
+    season: int | None
+
+
+@dataclass
+class ForecastTrainer:
+    """The forecast hooks of the training skeleton (`bilstm.models.skeleton.train`)."""
+
+    train_series: Series
+    dev_series: Series
+    target: str
+    features: list[str]
+    window: int
+    horizon: int
+    season: int | None
+    model_cfg: dict[str, Any]
+    name: str = "forecast"
+    windows: _Windows | None = field(default=None, init=False)
+
+    @property
+    def columns(self) -> list[str]:
+        """The model's input columns: the target first, then the features."""
+        return [self.target, *[f for f in self.features if f != self.target]]
+
+    def build(self, cfg: TrainConfig, console: Console) -> Checkpoint:
+        """Scalers from the training rows only; window, horizon and columns as task config."""
+        columns, window, horizon = self.columns, self.window, self.horizon
+        tr = _matrix(self.train_series, columns, "training")
+        if len(tr) < window + horizon:
+            raise DataError(
+                f"training data has {len(tr)} rows, fewer than window {window} + horizon {horizon}"
+            )
+        model_config = ModelConfig(
+            vocab_size=0,
+            num_labels=horizon,
+            task=self.name,
+            num_features=len(columns),
+            **self.model_cfg,
+        )
+        model = BiLSTMForecaster(model_config)
+        mean, std = tr.mean(axis=0), tr.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        model.feature_mean.copy_(torch.tensor(mean, dtype=torch.float32))
+        model.feature_std.copy_(torch.tensor(std, dtype=torch.float32))
+        model.target_mean.copy_(torch.tensor(mean[0], dtype=torch.float32))
+        model.target_std.copy_(torch.tensor(std[0], dtype=torch.float32))
+        task_config = {
+            "target": self.target,
+            "columns": columns,
+            "window": window,
+            "horizon": horizon,
+            "season": self.season,
+            "scaler": {"mean": mean.tolist(), "std": std.tolist()},
+        }
+        return Checkpoint(
+            model=model,
+            model_config=model_config,
+            train_config=cfg,
+            tokenizer=None,
+            vocabulary=None,
+            labels=[],
+            task_config=task_config,
+        )
+
+    def prepare(
+        self, base: Checkpoint, cfg: TrainConfig, device: torch.device, resume: bool
+    ) -> Prepared:
+        """Windows of both splits (with `base`'s columns, window and horizon) and baselines.
+
+        Dev windows may start in the last `window` training rows, so that every dev row is
+        forecast; a few of them become the exporter's examples.
+        """
+        tc = base.task_config
+        columns, window, horizon, season = tc["columns"], tc["window"], tc["horizon"], tc["season"]
+        tr = _matrix(self.train_series, columns, "training")
+        dv = _matrix(self.dev_series, columns, "dev")
+        joined = np.concatenate([tr, dv])
+        x_tr, y_tr, ends_tr = make_windows(tr, tr[:, 0], window, horizon)
+        x_dv, y_dv, ends_dv = make_windows(joined, joined[:, 0], window, horizon, len(tr))
+        if len(x_tr) == 0 or len(x_dv) == 0:
+            raise DataError(
+                f"not enough rows for window {window} + horizon {horizon}: training "
+                f"{len(tr)}, dev {len(dv)}"
+            )
+        baselines = {
+            "train": forecast_baselines(tr[:, 0], ends_tr, horizon, season),
+            "dev": forecast_baselines(joined[:, 0], ends_dv, horizon, season),
+        }
+        step = max(1, len(x_dv) // NUM_EXAMPLES)
+        self.windows = _Windows(y_dv, ends_dv, len(tr), len(dv), window, horizon, season)
+        return Prepared(
+            spec=ForecastSpec(
+                {"train": x_tr, "dev": x_dv}, {"train": y_tr, "dev": y_dv}, baselines, cfg, device
+            ),
+            base=replace(base, examples=x_dv[::step][:NUM_EXAMPLES].tolist()),
+            train_examples=len(x_tr),
+            dev_examples=len(x_dv),
+            description=(
+                f"train {len(x_tr)} windows, dev {len(x_dv)}, columns {columns}, window "
+                f"{window}, horizon {horizon}"
+            ),
+        )
+
+    def finish(
+        self, ckpt: Checkpoint, prepared: Prepared, out: Path, console: Console
+    ) -> Checkpoint:
+        """Add the best weights' dev residual statistics (for anomaly flags at inference) and
+        the dev-file-alone metrics, save `out` again, and report both dev figures."""
+        assert isinstance(prepared.spec, ForecastSpec) and self.windows is not None
+        w = self.windows
+        pred = prepared.spec.predict(ckpt.model, "dev")
+        residuals = w.y_dev - pred
+        task_config = ckpt.task_config | {
+            "residual_mean": residuals.mean(axis=0).tolist(),
+            "residual_std": residuals.std(axis=0).tolist(),
+        }
+        # The dev windows forecast every dev row: the first `window` of them take their
+        # context from the end of the training series. `bilstm eval` on the dev file alone
+        # has no training rows, so it scores only the windows whose context lies in the dev
+        # file (the first forecast at dev row window + 1). Both figures are kept and shown.
+        alone = w.ends_dev >= w.train_rows + w.window
+        dev_only: dict[str, Any] = {"windows": int(alone.sum())}
+        if alone.any():
+            dev_only |= error_metrics(w.y_dev[alone], pred[alone])
+        summary = ckpt.summary | {"dev_windows": len(w.y_dev), "dev_file_alone_metrics": dev_only}
+        ckpt = replace(ckpt, task_config=task_config, summary=summary)
+        if distributed()[0] == 0:
+            save_checkpoint(ckpt, out, trainer_state=load_trainer_state(out))
+        self._report(ckpt, out, console)
+        return ckpt
+
+    def _report(self, ckpt: Checkpoint, out: Path, console: Console) -> None:
+        """The best epoch's dev errors against the baselines, and what `bilstm eval` will see."""
+        assert self.windows is not None
+        w, m = self.windows, ckpt.summary["dev_metrics"]
+        dev_only = ckpt.summary["dev_file_alone_metrics"]
+        windows = ckpt.summary["dev_windows"]
+        dev_name = ckpt.summary["data"].get("dev", "the dev file")
+        console.print(
+            f"best epoch {ckpt.summary['best_epoch']}: dev RMSE {m['rmse']:.4f} "
+            f"MAE {m['mae']:.4f} (persistence RMSE {m['baseline_persistence_rmse']:.4f}"
+            + (f", seasonal-naive RMSE {m['baseline_seasonal_naive_rmse']:.4f}" if w.season else "")
+            + f") over {windows} windows: every dev row is forecast, the first "
+            f"{min(w.window, windows)} from windows that start in the last training rows; "
+            f"saved {out}"
+        )
+        if "rmse" in dev_only:
+            console.print(
+                f"`bilstm eval` on {dev_name} alone scores {dev_only['windows']} windows (the "
+                f"first {w.window} dev rows are only context there): on those, dev RMSE "
+                f"{dev_only['rmse']:.4f} MAE {dev_only['mae']:.4f}"
+            )
+        else:
+            console.print(
+                f"`bilstm eval` on {dev_name} alone cannot score it: {w.dev_rows} rows are "
+                f"fewer than window {w.window} + horizon {w.horizon}"
+            )
+
+
 def train_forecaster(
     train: Series,
     dev: Series,
@@ -150,128 +315,74 @@ def train_forecaster(
     step are stored for anomaly flags. With `resume`, the checkpoint's columns, window,
     horizon and scalers are kept.
     """
-    console = console or Console(stderr=True, soft_wrap=True)
-    seed_everything(train_cfg.seed)
-    device = torch.device(train_cfg.device)
-    columns = [target, *[f for f in features if f != target]]
+    task = ForecastTrainer(train, dev, target, features, window, horizon, season, model_cfg)
+    return skeleton.train(task, out, train_cfg, data_info, console, resume)
 
-    def build() -> Checkpoint:
-        tr = _matrix(train, columns, "training")
-        if len(tr) < window + horizon:
-            raise DataError(
-                f"training data has {len(tr)} rows, fewer than window {window} + horizon {horizon}"
-            )
-        cfg = ModelConfig(
-            vocab_size=0,
-            num_labels=horizon,
-            task="forecast",
-            num_features=len(columns),
-            **model_cfg,
-        )
-        model = BiLSTMForecaster(cfg)
-        mean, std = tr.mean(axis=0), tr.std(axis=0)
-        std = np.where(std > 1e-12, std, 1.0)
-        model.feature_mean.copy_(torch.tensor(mean, dtype=torch.float32))
-        model.feature_std.copy_(torch.tensor(std, dtype=torch.float32))
-        model.target_mean.copy_(torch.tensor(mean[0], dtype=torch.float32))
-        model.target_std.copy_(torch.tensor(std[0], dtype=torch.float32))
-        task_config = {
-            "target": target,
-            "columns": columns,
-            "window": window,
-            "horizon": horizon,
-            "season": season,
-            "scaler": {"mean": mean.tolist(), "std": std.tolist()},
-        }
-        return Checkpoint(
-            model=model,
-            model_config=cfg,
-            train_config=train_cfg,
-            tokenizer=None,
-            vocabulary=None,
-            labels=[],
-            task_config=task_config,
-        )
 
-    base, state = start_or_resume("forecast", out, resume, build)
-    tc = base.task_config
-    columns, window, horizon, season = tc["columns"], tc["window"], tc["horizon"], tc["season"]
-    tr, dv = _matrix(train, columns, "training"), _matrix(dev, columns, "dev")
-    joined = np.concatenate([tr, dv])
-    x_tr, y_tr, ends_tr = make_windows(tr, tr[:, 0], window, horizon)
-    x_dv, y_dv, ends_dv = make_windows(joined, joined[:, 0], window, horizon, first_end=len(tr))
-    if len(x_tr) == 0 or len(x_dv) == 0:
+def train_from_options(
+    opts: TrainOptions, model_cfg: dict[str, Any], train_cfg: TrainConfig, console: Console
+) -> Checkpoint:
+    """`bilstm train forecast`: read the CSV files (target and feature columns) and train."""
+    if not opts.target:  # on --resume, the saved run's target is filled in
+        raise BiLSTMError("forecast needs --target COLUMN (the series to predict)")
+    target = opts.target
+    train_series = datasets.read_series(opts.data)
+    if target not in train_series.columns:
+        if target in train_series.non_numeric:
+            raise train_series.cell_error(opts.data, target, " (the --target column)")
         raise DataError(
-            f"not enough rows for window {window} + horizon {horizon}: training "
-            f"{len(tr)}, dev {len(dv)}"
+            f"{opts.data}: --target {target!r} is not a numeric column "
+            f"(numeric columns: {list(train_series.columns)})"
         )
-    baselines = {
-        "train": forecast_baselines(tr[:, 0], ends_tr, horizon, season),
-        "dev": forecast_baselines(joined[:, 0], ends_dv, horizon, season),
-    }
-    step = max(1, len(x_dv) // NUM_EXAMPLES)
-    base = replace(base, train_config=train_cfg, examples=x_dv[::step][:NUM_EXAMPLES].tolist())
-    model = base.model.to(device)
-    console.print(
-        f"train {len(x_tr)} windows, dev {len(x_dv)}, columns {columns}, window "
-        f"{window}, horizon {horizon}, {parameter_count(model):,} parameters"
-    )
-    spec = ForecastSpec(
-        {"train": x_tr, "dev": x_dv}, {"train": y_tr, "dev": y_dv}, baselines, train_cfg, device
-    )
-    summary = {
-        "task": "forecast",
-        "toolkit_version": __version__,
-        "data": data_info,
-        "train_examples": len(x_tr),
-        "dev_examples": len(x_dv),
-    }
-    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
-    # Residual statistics of the best weights, for anomaly flags at inference.
-    residuals = y_dv - spec.predict(model, "dev")
-    ckpt = replace(
-        ckpt,
-        task_config=tc
-        | {
-            "residual_mean": residuals.mean(axis=0).tolist(),
-            "residual_std": residuals.std(axis=0).tolist(),
-        },
-    )
-    # The dev windows above forecast every dev row: the first `window` of them take their
-    # context from the end of the training series. `bilstm eval` on the dev file alone has no
-    # training rows, so it scores only the windows whose context lies in the dev file (the
-    # first forecast at dev row window + 1). Both figures go into the summary and the output.
-    alone = ends_dv >= len(tr) + window
-    dev_only: dict[str, Any] = {"windows": int(alone.sum())}
-    if alone.any():
-        dev_only |= error_metrics(y_dv[alone], spec.predict(model, "dev")[alone])
-    ckpt = replace(
-        ckpt,
-        summary=ckpt.summary | {"dev_windows": len(x_dv), "dev_file_alone_metrics": dev_only},
-    )
-    if distributed()[0] == 0:
-        save_checkpoint(ckpt, out, trainer_state=load_trainer_state(out))
-    m = ckpt.summary["dev_metrics"]
-    dev_name = data_info.get("dev", "the dev file")
-    console.print(
-        f"best epoch {ckpt.summary['best_epoch']}: dev RMSE {m['rmse']:.4f} MAE {m['mae']:.4f} "
-        f"(persistence RMSE {m['baseline_persistence_rmse']:.4f}"
-        + (f", seasonal-naive RMSE {m['baseline_seasonal_naive_rmse']:.4f}" if season else "")
-        + f") over {len(x_dv)} windows: every dev row is forecast, the first "
-        f"{min(window, len(x_dv))} from windows that start in the last training rows; saved {out}"
-    )
-    if "rmse" in dev_only:
-        console.print(
-            f"`bilstm eval` on {dev_name} alone scores {dev_only['windows']} windows (the "
-            f"first {window} dev rows are only context there): on those, dev RMSE "
-            f"{dev_only['rmse']:.4f} MAE {dev_only['mae']:.4f}"
-        )
+    if opts.features is not None:
+        feats = [f.strip() for f in opts.features.split(",") if f.strip()]
     else:
+        feats = default_features(opts.data, train_series, target, console)
+    columns = [target, *[f for f in feats if f != target]]
+    return train_forecaster(
+        datasets.read_series(opts.data, columns),
+        datasets.read_series(opts.dev, columns),
+        opts.out,
+        target,
+        feats,
+        opts.window,
+        opts.horizon,
+        opts.season,
+        model_cfg,
+        train_cfg,
+        options.data_info(opts),
+        console=console,
+        resume=opts.resume,
+    )
+
+
+def default_features(data: Path, series: Series, target: str, console: Console) -> list[str]:
+    """All numeric columns but the target and row-index-like ones (reported on stderr).
+
+    A column with numbers and a non-numeric cell is an error naming file:line; a column of
+    text only (e.g. dates) is left out and reported.
+    """
+    for name, (_, _, numbers) in series.non_numeric.items():
+        if numbers and name != target:
+            raise series.cell_error(
+                data,
+                name,
+                "; fix the cell, or name the feature columns with --features "
+                "(default: every other numeric column)",
+            )
+    text = [c for c in series.non_numeric if c != target]
+    if text:
+        console.print(f"forecast: not using the non-numeric columns {text} as features")
+    candidates = [c for c in series.columns if c != target]
+    excluded = index_like_columns({c: series.columns[c] for c in candidates})
+    if excluded:
+        why = "; ".join(f"'{c}' {reason}" for c, reason in excluded.items())
         console.print(
-            f"`bilstm eval` on {dev_name} alone cannot score it: {len(dv)} rows are fewer "
-            f"than window {window} + horizon {horizon}"
+            f"forecast: not using {list(excluded)} as features: they look like row indexes "
+            f"({why}), which would teach the model the position in the file. Name them in "
+            "--features to use them anyway"
         )
-    return ckpt
+    return [c for c in candidates if c not in excluded]
 
 
 def _matrix(series: Series, columns: list[str], name: str) -> np.ndarray:

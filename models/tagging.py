@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +12,20 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMTagger
-from bilstm.models.training import (
-    apply_vectors,
-    parameter_count,
-    seed_everything,
-    start_or_resume,
-    train_and_save,
-)
+from bilstm.models.options import TrainOptions
+from bilstm.models.skeleton import Prepared
+from bilstm.models.training import apply_vectors
+from bilstm.runtime import datasets
 from bilstm.runtime.batching import length_batches
 from bilstm.runtime.datasets import TaggedSentence
 from bilstm.runtime.errors import DataError
 from bilstm.runtime.metrics import tagging_metrics
 from bilstm.runtime.preprocess import TextEncoder, build_char_vocabulary
 from bilstm.runtime.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
-from bilstm.runtime.version import __version__
 from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
 
 NUM_EXAMPLES = 64
@@ -102,6 +99,88 @@ class TagSpec:
         return tagging_metrics(gold, preds, known)
 
 
+@dataclass
+class TagTrainer:
+    """The tag hooks of the training skeleton (`bilstm.models.skeleton.train`)."""
+
+    train_sentences: Sequence[TaggedSentence]
+    dev_sentences: Sequence[TaggedSentence]
+    model_cfg: dict[str, Any]
+    lowercase: bool
+    max_length: int
+    char_features: bool
+    paths: tuple[Path, Path] | None = None
+    name: str = "tag"
+
+    def build(self, cfg: TrainConfig, console: Console) -> Checkpoint:
+        """Word and character vocabularies and the tag set from the training sentences."""
+        tok_cfg = TokenizerConfig(
+            lowercase=self.lowercase, pattern=WHITESPACE_PATTERN, max_length=self.max_length
+        )
+        tok = Tokenizer(tok_cfg)
+        train = self.train_sentences
+        vocab = Vocabulary.build(
+            ([tok.normalize(t) for t in s.tokens] for s in train),
+            min_freq=cfg.min_freq,
+            max_size=cfg.max_vocab,
+        )
+        tags = sorted({t for s in train for t in s.tags})
+        chars = build_char_vocabulary([s.tokens for s in train]) if self.char_features else None
+        model_config = ModelConfig(
+            vocab_size=len(vocab),
+            num_labels=len(tags),
+            task=self.name,
+            char_vocab_size=len(chars) if chars else 0,
+            **self.model_cfg,
+        )
+        model = BiLSTMTagger(model_config)
+        apply_vectors(model.embedder.embedding, vocab, cfg, console)
+        return Checkpoint(
+            model=model,
+            model_config=model_config,
+            train_config=cfg,
+            tokenizer=tok_cfg,
+            vocabulary=vocab,
+            labels=tags,
+            task_config={
+                "char_vocabulary": chars.tokens if chars else [],
+                "max_word_length": model_config.max_word_length,
+            },
+            examples=[" ".join(s.tokens) for s in self.dev_sentences[:NUM_EXAMPLES]],
+        )
+
+    def prepare(
+        self, base: Checkpoint, cfg: TrainConfig, device: torch.device, resume: bool
+    ) -> Prepared:
+        """The text encoder of `base` (words, characters) over both splits."""
+        assert base.vocabulary is not None and base.tokenizer is not None
+        train, dev = self.train_sentences, self.dev_sentences
+        _check_known_tags(base.labels, {"training": train, "dev": dev}, self.paths, resume)
+        chars = base.task_config.get("char_vocabulary")
+        encoder = TextEncoder.create(base.tokenizer, base.vocabulary, base.task_config)
+        return Prepared(
+            spec=TagSpec(encoder, {"train": train, "dev": dev}, base.labels, cfg, device),
+            base=base,
+            train_examples=len(train),
+            dev_examples=len(dev),
+            description=(
+                f"train {len(train)} sentences, dev {len(dev)}, vocabulary "
+                f"{len(base.vocabulary)}, {len(chars) if chars else 0} characters, "
+                f"{len(base.labels)} tags"
+            ),
+        )
+
+    def finish(
+        self, ckpt: Checkpoint, prepared: Prepared, out: Path, console: Console
+    ) -> Checkpoint:
+        """Print the best epoch's dev token accuracy."""
+        console.print(
+            f"best epoch {ckpt.summary['best_epoch']}: dev token accuracy "
+            f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
+        )
+        return ckpt
+
+
 def train_tagger(
     train: Sequence[TaggedSentence],
     dev: Sequence[TaggedSentence],
@@ -119,71 +198,29 @@ def train_tagger(
     """Train a tagger (best epoch by dev token accuracy), saving `out` after every epoch.
 
     `paths` (training, dev file) make error messages name the files."""
-    console = console or Console(stderr=True, soft_wrap=True)
-    seed_everything(train_cfg.seed)
-    device = torch.device(train_cfg.device)
+    task = TagTrainer(train, dev, model_cfg, lowercase, max_length, char_features, paths)
+    return skeleton.train(task, out, train_cfg, data_info, console, resume)
 
-    def build() -> Checkpoint:
-        tok_cfg = TokenizerConfig(
-            lowercase=lowercase, pattern=WHITESPACE_PATTERN, max_length=max_length
-        )
-        tok = Tokenizer(tok_cfg)
-        vocab = Vocabulary.build(
-            ([tok.normalize(t) for t in s.tokens] for s in train),
-            min_freq=train_cfg.min_freq,
-            max_size=train_cfg.max_vocab,
-        )
-        tags = sorted({t for s in train for t in s.tags})
-        chars = build_char_vocabulary([s.tokens for s in train]) if char_features else None
-        cfg = ModelConfig(
-            vocab_size=len(vocab),
-            num_labels=len(tags),
-            task="tag",
-            char_vocab_size=len(chars) if chars else 0,
-            **model_cfg,
-        )
-        model = BiLSTMTagger(cfg)
-        apply_vectors(model.embedder.embedding, vocab, train_cfg, console)
-        return Checkpoint(
-            model=model,
-            model_config=cfg,
-            train_config=train_cfg,
-            tokenizer=tok_cfg,
-            vocabulary=vocab,
-            labels=tags,
-            task_config={
-                "char_vocabulary": chars.tokens if chars else [],
-                "max_word_length": cfg.max_word_length,
-            },
-            examples=[" ".join(s.tokens) for s in dev[:NUM_EXAMPLES]],
-        )
 
-    base, state = start_or_resume("tag", out, resume, build)
-    assert base.vocabulary is not None and base.tokenizer is not None
-    base = replace(base, train_config=train_cfg)
-    tags, model = base.labels, base.model.to(device)
-    _check_known_tags(tags, {"training": train, "dev": dev}, paths, resume)
-    chars = base.task_config.get("char_vocabulary")
-    encoder = TextEncoder.create(base.tokenizer, base.vocabulary, base.task_config)
-    console.print(
-        f"train {len(train)} sentences, dev {len(dev)}, vocabulary "
-        f"{len(base.vocabulary)}, {len(chars) if chars else 0} characters, "
-        f"{len(tags)} tags, {parameter_count(model):,} parameters"
+def train_from_options(
+    opts: TrainOptions, model_cfg: dict[str, Any], train_cfg: TrainConfig, console: Console
+) -> Checkpoint:
+    """`bilstm train tag`: read the CoNLL-U / token-TAB-tag files and train."""
+    read = datasets.read_tagged
+    return train_tagger(
+        read(opts.data, opts.tag_column, opts.skip_bad_lines),
+        read(opts.dev, opts.tag_column, opts.skip_bad_lines),
+        opts.out,
+        model_cfg,
+        train_cfg,
+        opts.lowercase,
+        opts.max_length,
+        opts.char_features,
+        options.data_info(opts),
+        console=console,
+        resume=opts.resume,
+        paths=(opts.data, opts.dev),
     )
-    spec = TagSpec(encoder, {"train": train, "dev": dev}, tags, train_cfg, device)
-    summary = {
-        "task": "tag",
-        "toolkit_version": __version__,
-        "data": data_info,
-        "train_examples": len(train),
-        "dev_examples": len(dev),
-    }
-    ckpt = train_and_save(model, spec, train_cfg, console, out, base, summary, state)
-    console.print(
-        f"best epoch {ckpt.summary['best_epoch']}: dev token accuracy "
-        f"{ckpt.summary['dev_metrics'].get('accuracy', 0.0):.4f}; saved {out}"
-    )
-    return ckpt
 
 
 def _check_known_tags(

@@ -34,3 +34,25 @@ def test_bilstm_run_imports_no_pydantic(tmp_path: Path) -> None:
     record = json.loads(out.stdout)
     assert record["line"] == 1 and record["label"] in ("negative", "positive")
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+TRAIN_HELP = """
+import json, sys
+from bilstm.cli import main
+sys.argv = ["bilstm", "train", "--help"]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(json.dumps([m for m in ("torch", "bilstm.models.training") if m in sys.modules]),
+      file=sys.stderr)
+"""
+
+
+def test_bilstm_train_help_imports_no_torch() -> None:
+    """`bilstm train --help` answers without torch, which takes seconds to import."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRAIN_HELP], capture_output=True, text=True, check=True
+    )
+    assert "--hidden-size" in out.stdout and "--resume" in out.stdout
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == []

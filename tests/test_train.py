@@ -144,3 +144,57 @@ def test_console_scripts_end_to_end(data_dir: Path, tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "not a checkpoint folder" in bad.stderr
+
+
+STATE_KEYS = {  # what trainer_state.pt has held since --resume exists: older runs must resume
+    "epoch",
+    "model",
+    "optimizer",
+    "scheduler",
+    "best_score",
+    "best_epoch",
+    "stale",
+    "best_metrics",
+    "history",
+    "order_rng",
+    "data_rng",
+    "torch_rng",
+}
+
+
+def test_trainer_state_is_a_plain_dict(trained) -> None:  # type: ignore[no-untyped-def]
+    """FitState is saved as a plain dict (torch.load weights_only) with the historical keys."""
+    from bilstm.models.training import FitState
+
+    path, ckpt = trained
+    state = torch.load(path / "trainer_state.pt", weights_only=True)
+    assert isinstance(state, dict) and set(state) == STATE_KEYS
+    fit_state = FitState.from_dict(state)
+    assert fit_state.epoch == len(ckpt.history) and fit_state.history == ckpt.history
+    # torch.load gives lists for random.Random's tuples; setstate needs tuples back.
+    assert isinstance(fit_state.order_rng, tuple) and isinstance(fit_state.order_rng[1], tuple)
+    assert set(fit_state.to_dict()) == STATE_KEYS
+    del state["stale"]
+    with pytest.raises(CheckpointError, match="stale"):
+        FitState.from_dict(state)
+
+
+def test_tasks_are_looked_up_in_the_registry() -> None:
+    """Every task trains through its registry entry's module; models/ has no task chains."""
+    import importlib
+    import re
+
+    import bilstm.models
+    from bilstm.models.tasks import TASKS
+
+    for name, info in TASKS.items():
+        assert info.name == name
+        assert callable(importlib.import_module(info.module).train_from_options)
+    chain = re.compile(r"task ==|task in \(|is Task\.")
+    found = [
+        f"{path.name}:{number}"
+        for path in sorted(Path(bilstm.models.__file__).parent.glob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if chain.search(line)
+    ]
+    assert found == []
