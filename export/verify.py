@@ -3,6 +3,7 @@
 The case list (`parity_cases`: ragged random batches plus the checkpoint's stored dev
 examples) and the reference (`reference_outputs`: the PyTorch model) serve the fp32 check here
 and the int8/fp16 check in quantize.py; the comparison itself is `parity.compare_cases`.
+Feeds and references differ per task: each task's export hooks build them (export/tasks.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from bilstm.export.feeds import ragged_batch, text_encoder
 from bilstm.export.parity import Case, ParityReport, Tolerance, compare_cases, valid_positions
-from bilstm.models.checkpoint import Checkpoint, predict_logits
-from bilstm.runtime import metadata as md
-from bilstm.runtime.preprocess import MASK, TextEncoder, blank_position
+from bilstm.export.tasks import export_task
+from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime.session import Device, create_session
 
 __all__ = [
@@ -51,89 +51,19 @@ FP32_SHAPES: tuple[tuple[int, int], ...] = ((5, 11), (3, 29), (1, 1))
 """(batch, time) of the random cases: ragged, with a single-step and a single-row batch."""
 
 
-def ragged_batch(
-    vocab_size: int, batch: int, time: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random ids with lengths that include 1, 2 and the full time length."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, time + 1, size=batch)
-    lengths[: min(3, batch)] = [1, 2, time][: min(3, batch)]
-    ids = (
-        rng.integers(2, vocab_size, size=(batch, time))
-        if vocab_size > 2
-        else np.ones((batch, time), np.int64)
-    )
-    ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
-    return ids.astype(np.int64), lengths.astype(np.int64)
-
-
-def text_encoder(ckpt: Checkpoint) -> TextEncoder:
-    """The runtime preprocessing of a text checkpoint."""
-    assert ckpt.tokenizer is not None and ckpt.vocabulary is not None
-    return TextEncoder.create(ckpt.tokenizer, ckpt.vocabulary, ckpt.task_config)
-
-
 def random_feeds(ckpt: Checkpoint, batch: int, time: int, seed: int) -> dict[str, np.ndarray]:
     """Random graph inputs of a checkpoint's task at one (batch, time), ragged lengths."""
-    cfg = ckpt.model_config
-    rng = np.random.default_rng(seed + 1000)
-    if cfg.task == "forecast":
-        _, lens = ragged_batch(3, batch, time, seed)
-        scale = ckpt.task_config.get("scaler", {})
-        mean = np.asarray(scale.get("mean", np.zeros(cfg.num_features)), np.float32)
-        std = np.asarray(scale.get("std", np.ones(cfg.num_features)), np.float32)
-        x = rng.normal(size=(batch, time, cfg.num_features)).astype(np.float32) * std + mean
-        return {md.FEATURES: x.astype(np.float32), md.LENGTHS: lens}
-    ids, lens = ragged_batch(cfg.vocab_size, batch, time, seed)
-    feeds = {md.INPUT_IDS: ids, md.LENGTHS: lens}
-    if cfg.char_vocab_size:
-        chars = rng.integers(1, cfg.char_vocab_size, size=(batch, time, cfg.max_word_length))
-        word_len = rng.integers(1, cfg.max_word_length + 1, size=(batch, time, 1))
-        chars[np.arange(cfg.max_word_length)[None, None, :] >= word_len] = 0
-        chars[ids == 0] = 0
-        feeds[md.CHAR_IDS] = chars.astype(np.int64)
-    if cfg.task == "cloze":
-        feeds[md.MASK_POSITIONS] = (rng.random(batch) * lens).astype(np.int64)
-    return feeds
+    return export_task(ckpt.task).random_feeds(ckpt, batch, time, seed)
 
 
 def example_feeds(ckpt: Checkpoint) -> dict[str, np.ndarray] | None:
     """Graph inputs built from the checkpoint's stored dev examples, if any."""
-    if not ckpt.examples:
-        return None
-    if ckpt.task == "forecast":
-        x = np.asarray(ckpt.examples, dtype=np.float32)
-        return {md.FEATURES: x, md.LENGTHS: np.full(len(x), x.shape[1], np.int64)}
-    enc = text_encoder(ckpt)
-    token_lists = [enc.split(str(t)) for t in ckpt.examples]
-    positions: list[int] = []
-    if ckpt.task == "cloze":
-        kept = []
-        for toks in token_lists:
-            pos = blank_position(toks) if toks else None
-            if pos is not None:
-                toks[pos] = MASK
-                kept.append(toks)
-                positions.append(pos)
-        token_lists = kept
-    token_lists = [t for t in token_lists if t]
-    if not token_lists:
-        return None
-    feeds = enc.batch(token_lists)
-    if ckpt.task == "cloze":
-        feeds[md.MASK_POSITIONS] = np.asarray(positions, np.int64)
-    return feeds
+    return export_task(ckpt.task).example_feeds(ckpt)
 
 
 def reference_outputs(ckpt: Checkpoint, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What the PyTorch model computes for the same inputs, by graph output name."""
-    cfg = ckpt.model_config
-    if cfg.task == "forecast":
-        out = predict_logits(ckpt.model, feeds[md.FEATURES], feeds[md.LENGTHS])
-        return {md.FORECAST: out.numpy()}
-    extra = [feeds[k] for k in (md.CHAR_IDS, md.MASK_POSITIONS) if k in feeds]
-    logits = predict_logits(ckpt.model, feeds[md.INPUT_IDS], feeds[md.LENGTHS], *extra)
-    return {md.LOGITS: logits.numpy(), md.PROBABILITIES: torch.softmax(logits, -1).numpy()}
+    return export_task(ckpt.task).reference_outputs(ckpt, feeds)
 
 
 def parity_cases(

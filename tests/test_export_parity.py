@@ -13,8 +13,11 @@ onnx = pytest.importorskip("onnx")
 from helpers.checkpoints import VOCAB_SIZE, random_checkpoint  # noqa: E402
 
 from bilstm.export import export_checkpoint  # noqa: E402
+from bilstm.export.tasks import EXPORT_TASKS, TextTask, export_task  # noqa: E402
 from bilstm.export.verify import ragged_batch, random_feeds, reference_outputs  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
+from bilstm.runtime.errors import ExportError  # noqa: E402
+from bilstm.runtime.tasks import MODEL_CLASSES  # noqa: E402
 
 LOGIT_TOL = 1e-5
 VOCAB = VOCAB_SIZE
@@ -188,3 +191,14 @@ def test_random_configurations_property(tmp_path: Path) -> None:
         ckpt = random_checkpoint(seed=i, **options)
         report = export_checkpoint(ckpt, tmp_path / f"m{i}.onnx")  # raises ParityError on breach
         assert report.parity is not None and report.parity.max_abs <= LOGIT_TOL, options
+
+
+def test_every_runtime_task_has_its_export_hooks() -> None:
+    """One hooks object per task name the runtime knows; text tasks (and only they) get the
+    standalone hooks, as their `TaskSpec` says."""
+    assert set(EXPORT_TASKS) == set(MODEL_CLASSES)
+    for name, hooks in EXPORT_TASKS.items():
+        assert hooks.name == name and export_task(name) is hooks
+        assert isinstance(hooks, TextTask) == hooks.spec.text_input, name
+    with pytest.raises(ExportError, match="expected one of"):
+        export_task("regress")

@@ -30,8 +30,10 @@ Why not the obvious operators:
 
 Modules: `regex` (pattern -> RE2), `casing` (the lower-casing tables), `nodes` (the node
 builder), `graph` (`build_standalone`, `describe`), `verify` (`verify_standalone`, the
-`StandaloneRunner`), `names` (input/output names). A check of token-id identity over whole
-corpora is `python -m benchmarks.standalone_corpus`.
+`StandaloneRunner`), `names` (input/output names), `post` (what the postprocessing steps
+share). What differs per task (the blank of cloze, labels, tags or words out, the outputs,
+the probe texts and scored rows of the check) is in the task's export hooks, export/task_*.py.
+A check of token-id identity over whole corpora is `python -m benchmarks.standalone_corpus`.
 
 Exactness is checked at every export (`verify_standalone`): tokens, lower-cased keys and ids of
 the checkpoint's examples plus `PROBE_TEXTS` must be identical to the Python runtime's, and

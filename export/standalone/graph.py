@@ -6,8 +6,7 @@ import copy
 import hashlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -15,36 +14,27 @@ from onnx import TensorProto, helper
 
 from bilstm.export.standalone.casing import needs_final_sigma
 from bilstm.export.standalone.names import (
-    CLASSES,
-    CONFIDENCES,
     DEFAULT_TOP_K,
-    LABEL,
     ML,
     MS,
-    NUM_BLANKS,
     NUM_TOKENS,
     PAD,
     STANDALONE_OPSET,
-    TAGS,
     TEXT,
-    TOKENS,
-    WORD_PROBABILITIES,
     WORDS,
 )
-from bilstm.export.standalone.nodes import NodeBuilder, strings, tensor_info
+from bilstm.export.standalone.nodes import NodeBuilder, tensor_info
+from bilstm.export.standalone.post import CORE_LOGITS, CORE_PROBABILITIES, Post
 from bilstm.export.standalone.regex import re2_pattern
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
 from bilstm.runtime.errors import ExportError
-from bilstm.runtime.preprocess import BLANK, MASK
 from bilstm.runtime.tasks import MODEL_CLASSES
 from bilstm.runtime.tasks import spec as task_spec
-from bilstm.runtime.tokenizer import Tokenizer
-from bilstm.runtime.vocab import PAD_ID, UNK_ID
+from bilstm.runtime.vocab import UNK_ID
 
-CORE_LOGITS, CORE_PROBABILITIES = "core_logits", "core_probabilities"
-"""The id graph's outputs, renamed inside: the standalone graph's own `logits` and
-`probabilities` are those zeroed for texts without tokens (or without exactly one blank)."""
+if TYPE_CHECKING:
+    from bilstm.export.task_base import TextTask
 
 
 def check_supported(ckpt: Checkpoint) -> None:
@@ -81,7 +71,15 @@ def _opset_of(core: onnx.ModelProto) -> int:
     return opset
 
 
-def _preprocess(b: NodeBuilder, ckpt: Checkpoint) -> str:
+def _hooks(ckpt: Checkpoint) -> TextTask:
+    """The task's standalone nodes and outputs (export/task_*.py)."""
+    # Imported here: the task modules build on this package's nodes and names.
+    from bilstm.export.tasks import text_task
+
+    return text_task(ckpt.task)
+
+
+def _preprocess(b: NodeBuilder, ckpt: Checkpoint, hooks: TextTask) -> str:
     """Text -> the id graph's inputs, as the Python runtime computes them.
 
     Returns `present` (int64 [batch, time]: 1 where a real token is, 0 on padding).
@@ -97,21 +95,7 @@ def _preprocess(b: NodeBuilder, ckpt: Checkpoint) -> str:
     chars = b.characters(tokens) if tok.lowercase or alphabet else ""
     keys = b.lower(tokens, chars, needs_final_sigma(vocab)) if tok.lowercase else tokens
     ids = b.lookup(keys, vocab, list(range(len(vocab))), UNK_ID)
-    if ckpt.task == "cloze":
-        blank = b.lookup(tokens, [BLANK], [1], 0)
-        b.op("ReduceSum", [blank, b.i64("axes", [1])], NUM_BLANKS, keepdims=0)
-        b.op(
-            "ArgMax",
-            [b.op("Cast", [blank], to=TensorProto.FLOAT)],
-            md.MASK_POSITIONS,
-            axis=1,
-            keepdims=0,
-        )
-        mask_id = ckpt.vocabulary.id_of(Tokenizer(tok).normalize(MASK))
-        ids = b.op(
-            "Where",
-            [b.op("Cast", [blank], to=TensorProto.BOOL), b.i64("mask_id", mask_id), ids],
-        )
+    ids = hooks.standalone_ids(b, ckpt, tokens, ids)
     b.op("Mul", [ids, present], md.INPUT_IDS)
     if alphabet:
         b.char_ids(tokens, chars, alphabet, int(ckpt.task_config.get("max_word_length", 20)))
@@ -127,123 +111,6 @@ def _core_nodes(core: onnx.ModelProto) -> list[onnx.NodeProto]:
             f"the id graph takes inputs {sorted(needed - produced)} this wrapper lacks"
         )
     return _rename(core.graph.node, {md.LOGITS: CORE_LOGITS, md.PROBABILITIES: CORE_PROBABILITIES})
-
-
-@dataclass
-class _Post:
-    """What the postprocessing steps share."""
-
-    b: NodeBuilder
-    ckpt: Checkpoint
-    present: str
-    zero: str
-    classes: int
-    """Size of the last axis of probabilities: labels, or the vocabulary for cloze."""
-
-
-def _postprocess(post: _Post, top_k: int) -> int:
-    """The id graph's outputs -> labels, tags or words; zeros for rows that have none.
-
-    Returns k, the words per blank of a cloze model (0 for the other tasks).
-    """
-    b, task, labels = post.b, post.ckpt.task, list(post.ckpt.labels)
-    present_b = b.op("Cast", [post.present], to=TensorProto.BOOL)
-    valid = ""
-    if task == "tag":
-        keep = b.op("Unsqueeze", [present_b, b.i64("axes", [2])])
-        _tags(post, present_b)
-    else:
-        valid = (
-            b.op("Equal", [NUM_BLANKS, b.i64("one", 1)])
-            if task == "cloze"
-            else b.op("Greater", [NUM_TOKENS, b.i64("zero", 0)])
-        )
-        keep = b.op("Unsqueeze", [valid, b.i64("axes", [1])])
-    b.op("Where", [keep, CORE_LOGITS, post.zero], md.LOGITS)
-    b.op("Where", [keep, CORE_PROBABILITIES, post.zero], md.PROBABILITIES)
-    if task == "classify":
-        best = b.op("ArgMax", [CORE_PROBABILITIES], axis=1, keepdims=0)
-        label = b.lookup(best, list(range(post.classes)), labels, PAD)
-        b.op("Where", [valid, label, b.const("empty", strings([PAD]))], LABEL)
-    if task in ("classify", "tag"):
-        b.op("Identity", [b.const("classes", strings(labels))], CLASSES)
-    return _top_words(post, keep, top_k) if task == "cloze" else 0
-
-
-def _tags(post: _Post, present_b: str) -> None:
-    """Tagging: the best tag and its probability per real token, "" and 0 on padding."""
-    b = post.b
-    best = b.op("ArgMax", [CORE_PROBABILITIES], axis=2, keepdims=0)
-    tags = b.lookup(best, list(range(post.classes)), list(post.ckpt.labels), PAD)
-    b.op("Where", [present_b, tags, b.const("empty", strings([PAD]))], TAGS)
-    b.op(
-        "Where",
-        [
-            present_b,
-            b.op("ReduceMax", [CORE_PROBABILITIES, b.i64("axes", [2])], keepdims=0),
-            post.zero,
-        ],
-        CONFIDENCES,
-    )
-
-
-def _top_words(post: _Post, keep: str, top_k: int) -> int:
-    """Cloze: the `top_k` likeliest real words per blank (never pad, unk or the mask)."""
-    b, vocabulary = post.b, post.ckpt.vocabulary
-    assert vocabulary is not None
-    vocab = vocabulary.tokens
-    excluded = np.zeros(len(vocab), dtype=bool)
-    excluded[[PAD_ID, UNK_ID]] = True
-    if MASK in vocabulary:
-        excluded[vocabulary.id_of(MASK)] = True
-    k = min(top_k, int((~excluded).sum()))
-    if k < 1:
-        raise ExportError("the cloze vocabulary has no word to propose")
-    scores = b.op(
-        "Where",
-        [
-            b.const("excluded", excluded),
-            b.const("minus", np.array(-1.0, np.float32)),
-            CORE_PROBABILITIES,
-        ],
-    )
-    top, index = b.g.op("TopK", [scores, b.i64("k", [k])], 2, axis=1, largest=1, sorted=1)
-    words = b.lookup(str(index), list(range(len(vocab))), vocab, PAD)
-    b.op("Where", [keep, words, b.const("empty", strings([PAD]))], WORDS)
-    b.op("Where", [keep, str(top), post.zero], WORD_PROBABILITIES)
-    return k
-
-
-def _outputs(task: str, n: int, k: int) -> list[onnx.ValueInfoProto]:
-    """The graph outputs per task (docs/model-file.md, "Standalone models")."""
-    f32, i64, s = TensorProto.FLOAT, TensorProto.INT64, TensorProto.STRING
-    batch, time = "batch", "time"
-    if task == "classify":
-        return [
-            tensor_info(LABEL, s, [batch]),
-            tensor_info(md.PROBABILITIES, f32, [batch, n]),
-            tensor_info(md.LOGITS, f32, [batch, n]),
-            tensor_info(CLASSES, s, [n]),
-            tensor_info(NUM_TOKENS, i64, [batch]),
-        ]
-    if task == "tag":
-        return [
-            tensor_info(TOKENS, s, [batch, time]),
-            tensor_info(TAGS, s, [batch, time]),
-            tensor_info(CONFIDENCES, f32, [batch, time]),
-            tensor_info(md.PROBABILITIES, f32, [batch, time, n]),
-            tensor_info(md.LOGITS, f32, [batch, time, n]),
-            tensor_info(CLASSES, s, [n]),
-            tensor_info(NUM_TOKENS, i64, [batch]),
-        ]
-    return [
-        tensor_info(WORDS, s, [batch, k]),
-        tensor_info(WORD_PROBABILITIES, f32, [batch, k]),
-        tensor_info(md.PROBABILITIES, f32, [batch, n]),
-        tensor_info(md.LOGITS, f32, [batch, n]),
-        tensor_info(NUM_TOKENS, i64, [batch]),
-        tensor_info(NUM_BLANKS, i64, [batch]),
-    ]
 
 
 def _assemble(
@@ -297,15 +164,19 @@ def build_standalone(
     """
     check_supported(ckpt)
     assert ckpt.vocabulary is not None
+    hooks = _hooks(ckpt)
     opset = _opset_of(core)
     b = NodeBuilder(opset)
-    present = _preprocess(b, ckpt)
+    present = _preprocess(b, ckpt, hooks)
     core_nodes = _core_nodes(core)
     post_start = len(b.g.nodes)  # everything after this reads the id graph's outputs
-    n = len(ckpt.labels) if ckpt.task != "cloze" else len(ckpt.vocabulary.tokens)
+    n = hooks.width(ckpt)
     zero = b.const("zero", np.array(0.0, np.float32))
-    k = _postprocess(_Post(b, ckpt, present, zero, n), top_k)
-    return _assemble(b, core, core_nodes, post_start, _outputs(ckpt.task, n, k), ckpt.task, opset)
+    # Only tag reads the mask; it is emitted for every task so that files stay as they were.
+    present_b = b.op("Cast", [present], to=TensorProto.BOOL)
+    k = hooks.postprocess(Post(b, ckpt, present_b, zero, n), top_k)
+    outputs = hooks.standalone_outputs(n, k)
+    return _assemble(b, core, core_nodes, post_start, outputs, ckpt.task, opset)
 
 
 def describe(ckpt: Checkpoint, model: onnx.ModelProto) -> dict[str, Any]:

@@ -9,16 +9,16 @@ graph fed the Python runtime's ids and with PyTorch through the one parity compa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto
 
+from bilstm.export.feeds import text_encoder
 from bilstm.export.parity import Case, ParityReport, Tolerance, compare
 from bilstm.export.standalone.casing import FINAL_SIGMA
 from bilstm.export.standalone.names import (
-    LABEL,
     NUM_BLANKS,
     NUM_TOKENS,
     PAD,
@@ -30,7 +30,10 @@ from bilstm.export.standalone.nodes import tensor_info
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
 from bilstm.runtime.errors import ParityError
-from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder
+from bilstm.runtime.preprocess import TextEncoder
+
+if TYPE_CHECKING:
+    from bilstm.export.task_base import TextTask
 
 PROBE_TEXTS = [
     "",
@@ -101,7 +104,12 @@ class StandaloneRunner:
 
 
 def _row_problems(
-    got: dict[str, np.ndarray], r: int, text: str, enc: TextEncoder, task: str, final_sigma: bool
+    got: dict[str, np.ndarray],
+    r: int,
+    text: str,
+    enc: TextEncoder,
+    hooks: TextTask,
+    final_sigma: bool,
 ) -> list[str]:
     """How row r of the graph's preprocessing differs from the Python runtime's ([] if not)."""
     toks = enc.split(text)
@@ -121,20 +129,12 @@ def _row_problems(
         if keys != expected:
             problems.append(f"lower-cased {keys} != {expected}")
     ids = got[md.INPUT_IDS][r]
-    expected_ids = enc.word_ids(
-        [MASK if t == BLANK else t for t in toks] if task == "cloze" else toks
-    )
+    expected_ids = enc.word_ids(hooks.python_tokens(toks))
     if ids[:n].tolist() != expected_ids or ids[n:].any():
         problems.append(f"ids {ids.tolist()} != {expected_ids}")
     if md.CHAR_IDS in got and not np.array_equal(got[md.CHAR_IDS][r], enc.char_ids(toks, len(ids))):
         problems.append("char_ids differ")
-    if task == "cloze":
-        blanks = [j for j, t in enumerate(toks) if t == BLANK]
-        if int(got[NUM_BLANKS][r]) != len(blanks):
-            problems.append(f"num_blanks {int(got[NUM_BLANKS][r])} != {len(blanks)}")
-        elif len(blanks) == 1 and int(got[md.MASK_POSITIONS][r]) != blanks[0]:
-            problems.append(f"mask position {int(got[md.MASK_POSITIONS][r])} != {blanks[0]}")
-    return problems
+    return problems + hooks.preprocessing_problems(got, r, toks)
 
 
 def compare_preprocessing(
@@ -149,9 +149,10 @@ def compare_preprocessing(
     Returns counts: `texts`, `tokens`, `mismatched_texts` and up to 5 `examples` of mismatches.
     """
     stats: dict[str, Any] = {"texts": 0, "tokens": 0, "mismatched_texts": 0, "examples": []}
+    hooks = _hooks(task)
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
-        _count(stats, runner(chunk), chunk, enc, task, runner.final_sigma)
+        _count(stats, runner(chunk), chunk, enc, hooks, runner.final_sigma)
     return stats
 
 
@@ -160,43 +161,25 @@ def _count(
     got: dict[str, np.ndarray],
     texts: Sequence[str],
     enc: TextEncoder,
-    task: str,
+    hooks: TextTask,
     final_sigma: bool,
 ) -> None:
     for r, text in enumerate(texts):
         stats["texts"] += 1
         stats["tokens"] += int(got[NUM_TOKENS][r])
-        problems = _row_problems(got, r, text, enc, task, final_sigma)
+        problems = _row_problems(got, r, text, enc, hooks, final_sigma)
         if problems:
             stats["mismatched_texts"] += 1
             if len(stats["examples"]) < 5:
                 stats["examples"].append({"text": text, "problems": problems})
 
 
-def _probe_texts(task: str) -> list[str]:
-    if task != "cloze":
-        return list(PROBE_TEXTS)
-    blanks = ["the ___ was great", "___", "A ___, really!", "two ___ ___ blanks", "a___b ____"]
-    return [*PROBE_TEXTS, *blanks]
+def _hooks(task: str) -> TextTask:
+    """The task's standalone checks (export/task_*.py)."""
+    # Imported here: the task modules build on this package's nodes and names.
+    from bilstm.export.tasks import text_task
 
-
-def _scored_rows(task: str, token_lists: Sequence[list[str]]) -> list[int]:
-    """Rows the graph scores: texts with a token (cloze: with exactly one blank)."""
-    if task == "cloze":
-        return [i for i, t in enumerate(token_lists) if t.count(BLANK) == 1]
-    return [i for i, t in enumerate(token_lists) if t]
-
-
-def _python_feeds(
-    enc: TextEncoder, task: str, token_lists: Sequence[list[str]], rows: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """The id graph's inputs for `rows`, as the Python runtime builds them."""
-    if task != "cloze":
-        return enc.batch([token_lists[i] for i in rows])
-    feeds = enc.batch([[MASK if t == BLANK else t for t in token_lists[i]] for i in rows])
-    positions = [token_lists[i].index(BLANK) for i in rows]
-    feeds[md.MASK_POSITIONS] = np.array(positions, np.int64)
-    return feeds
+    return text_task(task)
 
 
 class _ChunkChecker:
@@ -210,13 +193,12 @@ class _ChunkChecker:
         tolerance: float,
         against_pytorch: bool,
     ) -> None:
-        from bilstm.export.verify import reference_outputs, text_encoder
-
         self.ckpt, self.enc = ckpt, text_encoder(ckpt)
+        self.hooks = hooks = _hooks(ckpt.task)
         self.runner = StandaloneRunner(standalone, threads=1)
         self.core = _session(core)
         self.core_names = [o.name for o in self.core.get_outputs()]
-        self.pytorch = (lambda f: reference_outputs(ckpt, f)) if against_pytorch else None
+        self.pytorch = (lambda f: hooks.reference_outputs(ckpt, f)) if against_pytorch else None
         # Absolute bound on logits and probabilities: the graph inside is the id graph itself.
         self.rule = Tolerance(tolerance)
         self.report = ParityReport(rule=self.rule, form="standalone")
@@ -236,28 +218,26 @@ class _ChunkChecker:
 
     def check(self, name: str, chunk: Sequence[str]) -> None:
         """Preprocessing of every text; scores of the scored rows; zeros for the others."""
-        task = self.ckpt.task
+        task, hooks = self.ckpt.task, self.hooks
         got = self.runner(chunk)
-        _count(self.ids, got, chunk, self.enc, task, self.runner.final_sigma)
+        _count(self.ids, got, chunk, self.enc, hooks, self.runner.final_sigma)
         token_lists = [self.enc.split(t) for t in chunk]
-        rows = _scored_rows(task, token_lists)
+        rows = [i for i, tokens in enumerate(token_lists) if hooks.scored(tokens)]
         others = [i for i in range(len(chunk)) if i not in rows]
         if others and (got[md.PROBABILITIES][others].any() or got[md.LOGITS][others].any()):
             self._problem("rows without tokens (or one blank) are not zero")
         if not rows:
             return
         self.report.scored_texts += len(rows)
-        case = Case(name, _python_feeds(self.enc, task, token_lists, rows))
+        case = Case(name, hooks.python_feeds(self.enc, token_lists, rows))
         mine = {o: got[o][rows] for o in (md.LOGITS, md.PROBABILITIES)}
         refs = self._references(case.feeds)
         for ref_name, ref in refs.items():
             self.report.cases += compare(
                 case, task, ref, mine, (md.LOGITS, md.PROBABILITIES), self.rule, ref_name
             )
-        if task == "classify":
-            best = refs["id_graph"][md.PROBABILITIES].argmax(-1)
-            if [str(x) for x in got[LABEL][rows]] != [self.ckpt.labels[i] for i in best]:
-                self._problem("label differs from the id graph's argmax")
+        for problem in hooks.output_problems(self.ckpt, got, rows, refs):
+            self._problem(problem)
 
     def _problem(self, text: str) -> None:
         if text not in self.report.problems:
@@ -282,7 +262,7 @@ def verify_standalone(
     metadata stores as `export.standalone.parity`.
     """
     checker = _ChunkChecker(ckpt, standalone, core, tolerance, against_pytorch)
-    texts = [str(t) for t in ckpt.examples] + _probe_texts(ckpt.task)
+    texts = [str(t) for t in ckpt.examples] + [*PROBE_TEXTS, *checker.hooks.extra_probe_texts]
     # Similar lengths per batch: little padding, and short and long texts both get checked.
     texts.sort(key=lambda t: len(checker.enc.split(t)))
     for start in range(0, len(texts), batch_size):
