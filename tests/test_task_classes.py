@@ -62,13 +62,15 @@ def test_registry_covers_the_metadata_tasks() -> None:
         model_class("regress")
 
 
-BRANCH = re.compile(r"\btask\s*(==|!=|in \(|not in \()|\.task\s*(==|!=)")
+# The issue's criterion (`grep "task ==\|task in ("`), plus its negations; comparing two task
+# names for equality (a checkpoint resumed as another task) is a check, not a branch.
+BRANCH = re.compile(r"\btask\s*(==|in \(|not in \()|\btask\s*!=\s*[\"']")
 
 
 def test_nothing_outside_the_registries_branches_on_the_task_name() -> None:
     """The design rule: front ends ask the task's class or spec, never compare task names."""
     offenders = []
-    for folder in ("runtime", "export"):
+    for folder in ("runtime", "export", "models", "cli"):
         for path in sorted((REPO / folder).rglob("*.py")):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if BRANCH.search(line):
