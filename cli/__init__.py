@@ -40,16 +40,22 @@ def _export_checkpoint(checkpoint: Path, out: Path) -> Any:
     return export_checkpoint(checkpoint, out)
 
 
+def app() -> typer.Typer:
+    """The umbrella app as `main` runs it for the runtime's commands (eval takes checkpoint
+    folders); `train` and `export` are separate apps, see `TRAINING_APPS`."""
+    return umbrella_app(checkpoint_exporter=_export_checkpoint)
+
+
 def main() -> None:
     """Entry point of `bilstm`."""
     argv = sys.argv[1:]
     if argv and argv[0] in TRAINING_APPS:
         try:
-            app = TRAINING_APPS[argv[0]]()
+            training_app = TRAINING_APPS[argv[0]]()
         except ImportError as exc:
             try:
                 missing_training_extra(argv[0], exc)
             except typer.Exit as done:
                 sys.exit(done.exit_code)
-        invoke(app, argv[1:], f"bilstm {argv[0]}")
-    invoke(umbrella_app(checkpoint_exporter=_export_checkpoint))
+        invoke(training_app, argv[1:], f"bilstm {argv[0]}")
+    invoke(app())

@@ -538,6 +538,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def evaluate(
+    ctx: typer.Context,
     model: ModelArg,
     data: Annotated[Path, typer.Argument(help="Labelled data in the task's training format.")],
     batch_size: Annotated[
@@ -561,29 +562,33 @@ def evaluate(
         path: str | Path = model
         if Path(model).is_dir():
             path = Path(tmp) / "model.onnx"
-            _export_checkpoint_for_eval(Path(model), path)
+            exporter = (ctx.obj or {}).get(EXPORTER_KEY)
+            _export_checkpoint_for_eval(exporter, Path(model), path)
         bilstm = BiLSTM.load(path, device=device, threads=threads)
         metrics = bilstm.evaluate(data, batch_size or bilstm.batch_size, tag_column, top_k)
     typer.echo(json.dumps(metrics, indent=2))
 
 
 CheckpointExporter = Callable[[Path, Path], Any]
-_checkpoint_exporter: CheckpointExporter | None = None
-"""How `bilstm eval CHECKPOINT_DIR` makes an .onnx: set by `bilstm.cli` (the full install)
-when it builds the umbrella; the runtime itself never imports the training side."""
+EXPORTER_KEY = "checkpoint_exporter"
+"""Where `umbrella_app` keeps, in the click context's `obj`, how `bilstm eval CHECKPOINT_DIR`
+makes an .onnx: `bilstm.cli` (the full install) passes it; the runtime never imports the
+training side itself."""
 
 
-def _export_checkpoint_for_eval(checkpoint: Path, out: Path) -> None:
+def _export_checkpoint_for_eval(
+    exporter: CheckpointExporter | None, checkpoint: Path, out: Path
+) -> None:
     """Export `checkpoint` to `out` with the training side, or say how to install it."""
     import warnings
 
-    if _checkpoint_exporter is None:
+    if exporter is None:
         missing_training_extra("eval CHECKPOINT")
-    assert _checkpoint_exporter is not None
+    assert exporter is not None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _checkpoint_exporter(checkpoint, out)
+            exporter(checkpoint, out)
     except ImportError as exc:  # torch or onnx missing behind bilstm.export
         missing_training_extra("eval CHECKPOINT", exc)
     for warning in caught:  # one line each, as `bilstm export` prints them
@@ -614,9 +619,11 @@ def umbrella_app(checkpoint_exporter: CheckpointExporter | None = None) -> typer
     the training extra (`bilstm.cli` runs the real ones before this app is reached).
     `checkpoint_exporter` lets `eval` take a checkpoint folder.
     """
-    global _checkpoint_exporter
-    _checkpoint_exporter = checkpoint_exporter
-    umbrella = typer.Typer(help="Train, export and run bidirectional LSTM models.", **_APP_SETTINGS)
+    umbrella = typer.Typer(
+        help="Train, export and run bidirectional LSTM models.",
+        context_settings={"obj": {EXPORTER_KEY: checkpoint_exporter}},
+        **_APP_SETTINGS,
+    )
     umbrella.command("run")(run)
     umbrella.command("eval")(evaluate)
     umbrella.command("info")(info)

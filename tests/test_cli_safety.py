@@ -201,3 +201,15 @@ def test_tokenize_words_splits_punctuation_for_tag_models(tmp_path: Path) -> Non
     assert words["tokens"] == ["Hello", ",", "world", "!", "I", "can't", "go", "."]
     assert words["tags"][1] == "PUNCT" and words["tags"][-1] == "PUNCT"
     assert_refused(run("sentiment", str(text), "--tokenize", "words"), "--tokenize")
+
+
+def test_the_bilstm_entry_point_runs_runtime_commands() -> None:
+    """`bilstm.cli.main`, as the console script calls it, for a runtime command."""
+    import subprocess
+    import sys
+
+    script = "import sys; sys.argv = ['bilstm', 'info', 'sentiment', '--json']; "
+    script += "from bilstm.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"task": "classify"' in out.stdout

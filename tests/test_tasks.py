@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
+from bilstm.cli import app as full_app  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.models.checkpoint import load_checkpoint  # noqa: E402
 from bilstm.models.cloze import train_cloze  # noqa: E402
@@ -25,7 +26,7 @@ from bilstm.runtime.datasets import read_series, read_tagged, read_text_lines  #
 from bilstm.runtime.errors import DataError  # noqa: E402
 from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
 
-UMBRELLA, SINGLE = _make_apps()
+UMBRELLA, SINGLE = full_app(), _make_apps()[1]
 SMALL = {"embedding_dim": 12, "hidden_size": 12, "dropout": 0.0, "embedding_dropout": 0.0}
 DETS, NOUNS, VERBS = ["the", "a", "this"], ["dog", "cat", "bird", "fox"], ["runs", "sees", "eats"]
 
