@@ -434,16 +434,12 @@ def make_tiny_assets(directory: Path, layers: int = 1) -> Assets:
 
 
 def train_cli(args: Sequence[str]) -> None:
-    """`bilstm train ARGS` in this process (the plugin the umbrella CLI would load)."""
+    """`bilstm train ARGS` in this process (the app `bilstm train` runs)."""
     import contextlib
     import io
 
-    for ep in importlib.metadata.entry_points(group="bilstm.commands"):
-        if ep.name == "train":
-            app = ep.load()
-            break
-    else:
-        raise RuntimeError("`bilstm train` is not installed (pip install -e '.[train]')")
+    from bilstm.models.cli import app
+
     sink = io.StringIO()
     with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
         try:
