@@ -191,9 +191,9 @@ def scoring(args: Any, assets: c.Assets) -> list[dict[str, Any]]:
     """Texts scored end to end: the runtime on CUDA vs the PyTorch checkpoint on CUDA."""
     import torch
 
+    from bilstm.core.tokenizer import Tokenizer
     from bilstm.models import load_checkpoint
     from bilstm.runtime import BiLSTM
-    from bilstm.runtime.tokenizer import Tokenizer
 
     model = BiLSTM.load(assets.model, device="cuda")
     fast = BiLSTM.load(assets.model, device="cuda", tf32=True)

@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from bilstm.core.tokenizer import Tokenizer
     from bilstm.models import load_checkpoint
     from bilstm.runtime import BiLSTM
-    from bilstm.runtime.tokenizer import Tokenizer
 
     torch.set_num_threads(args.threads)
     sentence = args.sentence or pick_sentence([t for _, t in c.read_tsv(assets.data)])

@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = c.machine_info(args.wait_quiet)
     assets = c.resolve_assets(args)
 
+    from bilstm.core.batching import length_batches
     from bilstm.runtime import BiLSTM
-    from bilstm.runtime.batching import length_batches
 
     texts = [t for _, t in c.read_tsv(assets.data)] * args.repeat
     chunks = [texts[s : s + CHUNK] for s in range(0, len(texts), CHUNK)]

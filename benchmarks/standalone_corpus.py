@@ -23,11 +23,11 @@ from pathlib import Path
 import onnx
 
 from benchmarks._common import REPO
+from bilstm.core.preprocess import TextEncoder
+from bilstm.core.tokenizer import Tokenizer
+from bilstm.core.vocab import Vocabulary
 from bilstm.export.standalone import StandaloneRunner, compare_preprocessing
 from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata
-from bilstm.runtime.preprocess import TextEncoder
-from bilstm.runtime.tokenizer import Tokenizer
-from bilstm.runtime.vocab import Vocabulary
 
 SHARED_CORPORA = [
     REPO.parent / "shared" / "data" / "rt_sentiment" / "dev.tsv",

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from bilstm.core.tokenizer import Tokenizer
     from bilstm.models import load_checkpoint
-    from bilstm.runtime.tokenizer import Tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bilstm.core.errors import BiLSTMError
 from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from bilstm.export.standalone import STANDALONE_OPSET
 from bilstm.export.verify import FP32_TOLERANCE
-from bilstm.runtime.errors import BiLSTMError
 
 if TYPE_CHECKING:
     from bilstm.export.exporter import ExportReport

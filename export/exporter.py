@@ -14,14 +14,14 @@ from typing import Any
 
 import onnx
 
+from bilstm.core.atomic import atomic_path
+from bilstm.core.errors import CheckpointError, ExportError, InputError
+from bilstm.core.outpaths import check_not_an_input, check_output_file, same_file
 from bilstm.export.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_graph, check_graph
 from bilstm.export.verify import FP32_TOLERANCE, ParityReport, check_parity
 from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.runtime import metadata as md
-from bilstm.runtime.atomic import atomic_path
-from bilstm.runtime.errors import CheckpointError, ExportError, InputError
 from bilstm.runtime.metadata import ModelMetadata
-from bilstm.runtime.outpaths import check_not_an_input, check_output_file, same_file
 from bilstm.runtime.version import __version__
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bilstm.core.preprocess import TextEncoder
 from bilstm.models.checkpoint import Checkpoint
-from bilstm.runtime.preprocess import TextEncoder
 
 Feeds = dict[str, np.ndarray]
 """Graph inputs (or outputs) by name."""

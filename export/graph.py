@@ -50,7 +50,7 @@ def build_graph(
 
 def check_graph(model: onnx.ModelProto, cfg: ModelConfig) -> None:
     """Fail loudly if the graph breaks the contract: fused RNN nodes, lengths, dynamic axes."""
-    from bilstm.runtime.errors import ExportError
+    from bilstm.core.errors import ExportError
 
     onnx.checker.check_model(model, full_check=True)
     rnn = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bilstm.core.errors import ParityError
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import ParityError
 
 log = logging.getLogger(__name__)
 

@@ -44,12 +44,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from bilstm.core.atomic import atomic_path
+from bilstm.core.errors import ExportError, ModelLoadError
 from bilstm.export.parity import ParityReport, Tolerance, compare_cases
 from bilstm.export.verify import FP32_SHAPES, dev_rows, parity_cases, reference_outputs
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
-from bilstm.runtime.atomic import atomic_path
-from bilstm.runtime.errors import ExportError, ModelLoadError
 from bilstm.runtime.session import CUDA, Device, create_session
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ import onnx
 import torch
 from onnx import TensorProto
 
+from bilstm.core.preprocess import TextEncoder
 from bilstm.export.builder import GraphBuilder
 from bilstm.export.feeds import Feeds, ragged_batch, text_encoder
 from bilstm.export.layers import BATCH, TIME, encoder, io, token_features
 from bilstm.models.checkpoint import Checkpoint, predict_logits
 from bilstm.models.config import ModelConfig
 from bilstm.runtime import metadata as md
-from bilstm.runtime.preprocess import TextEncoder
 from bilstm.runtime.tasks import spec as task_spec
 from bilstm.runtime.taskspec import TaskSpec
 

@@ -8,6 +8,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from bilstm.core.errors import ExportError
+from bilstm.core.preprocess import BLANK, MASK, TextEncoder, blank_position
+from bilstm.core.tokenizer import Tokenizer
+from bilstm.core.vocab import PAD_ID, UNK_ID
 from bilstm.export.builder import GraphBuilder
 from bilstm.export.feeds import Feeds
 from bilstm.export.layers import BATCH, dense, io
@@ -24,10 +28,6 @@ from bilstm.export.task_base import State, TextTask
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import ExportError
-from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder, blank_position
-from bilstm.runtime.tokenizer import Tokenizer
-from bilstm.runtime.vocab import PAD_ID, UNK_ID
 
 
 class ClozeExport(TextTask):

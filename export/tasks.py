@@ -6,12 +6,12 @@ task nodes, outputs and checks; the shared defaults are in export/task_base.py.
 
 from __future__ import annotations
 
+from bilstm.core.errors import ExportError
 from bilstm.export.task_base import ExportTask, TextTask
 from bilstm.export.task_classify import ClassifyExport
 from bilstm.export.task_cloze import ClozeExport
 from bilstm.export.task_forecast import ForecastExport
 from bilstm.export.task_tag import TagExport
-from bilstm.runtime.errors import ExportError
 
 EXPORT_TASKS: dict[str, ExportTask] = {
     hooks.name: hooks for hooks in (ClassifyExport(), TagExport(), ClozeExport(), ForecastExport())

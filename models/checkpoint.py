@@ -23,12 +23,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from bilstm.core.errors import CheckpointError
+from bilstm.core.tokenizer import TokenizerConfig
+from bilstm.core.vocab import Vocabulary
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import build_model
 from bilstm.models.tasks import TASKS
-from bilstm.runtime.errors import CheckpointError
-from bilstm.runtime.tokenizer import TokenizerConfig
-from bilstm.runtime.vocab import Vocabulary
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"

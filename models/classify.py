@@ -12,6 +12,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from bilstm.core import datasets
+from bilstm.core.batching import length_batches, pad_batch
+from bilstm.core.datasets import LabelledText
+from bilstm.core.errors import DataError
+from bilstm.core.metrics import classification_metrics
+from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.core.vocab import UNK_ID, Vocabulary
 from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
@@ -19,13 +26,6 @@ from bilstm.models.network import BiLSTMClassifier
 from bilstm.models.options import TrainOptions
 from bilstm.models.skeleton import Prepared
 from bilstm.models.training import apply_vectors
-from bilstm.runtime import datasets
-from bilstm.runtime.batching import length_batches, pad_batch
-from bilstm.runtime.datasets import LabelledText
-from bilstm.runtime.errors import DataError
-from bilstm.runtime.metrics import classification_metrics
-from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import UNK_ID, Vocabulary
 
 NUM_EXAMPLES = 64
 

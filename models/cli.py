@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from bilstm.core.errors import BiLSTMError, CheckpointError, DataError, InputError
+from bilstm.core.outpaths import same_file
 from bilstm.models.cli_options import with_parameters
 from bilstm.models.options import TrainOptions
 from bilstm.models.tasks import only_for
-from bilstm.runtime.errors import BiLSTMError, CheckpointError, DataError, InputError
-from bilstm.runtime.outpaths import same_file
 
 if TYPE_CHECKING:
     from rich.console import Console

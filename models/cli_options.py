@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from bilstm.core.tokenizer import DEFAULT_MAX_LENGTH
 from bilstm.models.tasks import TASKS
-from bilstm.runtime.tokenizer import DEFAULT_MAX_LENGTH
 
 Task = Enum("Task", {name: name for name in TASKS}, type=str)  # type: ignore[misc]
 """The choices of the TASK argument: the registry's tasks."""

@@ -11,6 +11,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from bilstm.core import datasets
+from bilstm.core.batching import length_batches, pad_batch
+from bilstm.core.errors import DataError
+from bilstm.core.metrics import topk_accuracy
+from bilstm.core.preprocess import BLANK, MASK
+from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.core.vocab import PAD, UNK, Vocabulary
 from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
@@ -18,13 +25,6 @@ from bilstm.models.network import BiLSTMCloze
 from bilstm.models.options import TrainOptions
 from bilstm.models.skeleton import Prepared
 from bilstm.models.training import apply_vectors
-from bilstm.runtime import datasets
-from bilstm.runtime.batching import length_batches, pad_batch
-from bilstm.runtime.errors import DataError
-from bilstm.runtime.metrics import topk_accuracy
-from bilstm.runtime.preprocess import BLANK, MASK
-from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import PAD, UNK, Vocabulary
 
 NUM_EXAMPLES = 64
 SPECIAL = 3  # <pad>, <unk>, <mask> are never predicted

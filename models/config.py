@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from bilstm.core.errors import CheckpointError
 from bilstm.models.tasks import TASKS as REGISTRY
-from bilstm.runtime.errors import CheckpointError
 
 TASKS = tuple(REGISTRY)
 CELLS = ("lstm", "gru")

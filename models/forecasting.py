@@ -12,6 +12,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from bilstm.core import datasets
+from bilstm.core.datasets import Series
+from bilstm.core.errors import BiLSTMError, DataError
+from bilstm.core.metrics import error_metrics, forecast_baselines
 from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint, load_trainer_state, save_checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
@@ -19,10 +23,6 @@ from bilstm.models.network import BiLSTMForecaster
 from bilstm.models.options import TrainOptions
 from bilstm.models.skeleton import Prepared
 from bilstm.models.training import distributed
-from bilstm.runtime import datasets
-from bilstm.runtime.datasets import Series
-from bilstm.runtime.errors import BiLSTMError, DataError
-from bilstm.runtime.metrics import error_metrics, forecast_baselines
 
 NUM_EXAMPLES = 8
 

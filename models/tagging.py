@@ -12,6 +12,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from bilstm.core import datasets
+from bilstm.core.batching import length_batches
+from bilstm.core.datasets import TaggedSentence
+from bilstm.core.errors import DataError
+from bilstm.core.metrics import tagging_metrics
+from bilstm.core.preprocess import TextEncoder, build_char_vocabulary
+from bilstm.core.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
+from bilstm.core.vocab import PAD_ID, UNK_ID, Vocabulary
 from bilstm.models import options, skeleton
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
@@ -19,14 +27,6 @@ from bilstm.models.network import BiLSTMTagger
 from bilstm.models.options import TrainOptions
 from bilstm.models.skeleton import Prepared
 from bilstm.models.training import apply_vectors
-from bilstm.runtime import datasets
-from bilstm.runtime.batching import length_batches
-from bilstm.runtime.datasets import TaggedSentence
-from bilstm.runtime.errors import DataError
-from bilstm.runtime.metrics import tagging_metrics
-from bilstm.runtime.preprocess import TextEncoder, build_char_vocabulary
-from bilstm.runtime.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
 
 NUM_EXAMPLES = 64
 

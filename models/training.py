@@ -16,6 +16,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bilstm.core.batching import length_batches
+from bilstm.core.errors import CheckpointError, DataError
+from bilstm.core.vocab import Vocabulary
 from bilstm.models.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -23,9 +26,6 @@ from bilstm.models.checkpoint import (
     save_checkpoint,
 )
 from bilstm.models.config import TrainConfig
-from bilstm.runtime.batching import length_batches
-from bilstm.runtime.errors import CheckpointError, DataError
-from bilstm.runtime.vocab import Vocabulary
 
 
 def seed_everything(seed: int) -> None:

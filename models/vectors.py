@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from bilstm.runtime.errors import DataError
-from bilstm.runtime.vocab import Vocabulary
+from bilstm.core.errors import DataError
+from bilstm.core.vocab import Vocabulary
 
 
 def load_vectors(

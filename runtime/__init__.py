@@ -5,7 +5,7 @@ model = BiLSTM.load("sentiment")
 model.predict(["a gorgeous, witty, seductive movie."])
 """
 
-from bilstm.runtime.errors import (
+from bilstm.core.errors import (
     BiLSTMError,
     CheckpointError,
     DataError,

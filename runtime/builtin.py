@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bilstm.runtime.errors import ModelLoadError
+from bilstm.core.errors import ModelLoadError
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -19,11 +19,12 @@ from typing import Annotated, Any
 
 import typer
 
-from bilstm.runtime.errors import BiLSTMError
-from bilstm.runtime.model import BiLSTM
+from bilstm.core.errors import BiLSTMError
+from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
+from bilstm.runtime.model import BiLSTM, Reading
 from bilstm.runtime.output import Format, RecordWriter, atomic_output
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.session import Device, Optimization
+from bilstm.runtime.taskspec import RunOptions
 
 log = logging.getLogger("bilstm")
 
@@ -189,7 +190,7 @@ def _run_generic(
     """Tensors in, tensors out, for any ONNX model (bilstm metadata not needed)."""
     import numpy as np
 
-    from bilstm.runtime.atomic import atomic_path
+    from bilstm.core.atomic import atomic_path
     from bilstm.runtime.builtin import resolve_model
     from bilstm.runtime.generic import load_tensors, run_generic, to_json
     from bilstm.runtime.session import create_session
@@ -324,9 +325,6 @@ def run(
     A line that cannot be read (invalid UTF-8, too long) gets an error record, or stops the
     run with --on-error stop. forecast: a CSV with the model's columns.
     """
-    from bilstm.runtime.model import Reading
-    from bilstm.runtime.tasks import RunOptions
-
     _setup_logging(quiet, debug)
     from bilstm.runtime.sharding import parse_shard
 
@@ -359,9 +357,6 @@ def run(
         if batch_size is None:
             batch_size = bilstm.batch_size
         bilstm.warmup(warmup)
-        show = not quiet and sys.stderr.isatty()
-        start = time.perf_counter()
-        count = failed = 0
         opts = RunOptions(
             batch_size,
             top_k=top_k,
@@ -372,31 +367,47 @@ def run(
             threshold=threshold,
         )
         reading = Reading(chunk_size, max_line_bytes, shard_of)
-        with atomic_output(output) as handle, _progress(show) as advance:
-            writer = RecordWriter(handle, fmt, bilstm.tsv_columns(opts))
-            for records, size in bilstm.record_chunks(input, opts, reading):
-                bad = [r for r in records if "error" in r]
-                if bad and on_error is OnError.stop:
-                    raise BiLSTMError(
-                        f"{input}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)"
-                    )
-                for record in records:
-                    writer.write(record)
-                writer.flush()
-                count += size
-                failed += len(bad)
-                advance(size)
-        elapsed = time.perf_counter() - start
+        failed = _score(bilstm, input, output, fmt, opts, reading, on_error, quiet)
         if profile:
             _report_profile(bilstm.session.end_profiling())
-        if not quiet:
-            rate = count / elapsed if elapsed > 0 else 0.0
-            _stderr(
-                f"{count} records, {failed} errors, {elapsed:.2f} s ({rate:,.0f}/s) "
-                f"on {bilstm.providers[0]}"
-            )
     if failed:
         raise typer.Exit(EXIT_RECORD_ERRORS)
+
+
+def _score(
+    model: BiLSTM,
+    source: str,
+    output: Path | None,
+    fmt: Format,
+    opts: RunOptions,
+    reading: Reading,
+    on_error: OnError,
+    quiet: bool,
+) -> int:
+    """Write `source`'s records, chunk by chunk; the number of error records."""
+    show = not quiet and sys.stderr.isatty()
+    start = time.perf_counter()
+    count = failed = 0
+    with atomic_output(output) as handle, _progress(show) as advance:
+        writer = RecordWriter(handle, fmt, model.tsv_columns(opts))
+        for records, size in model.record_chunks(source, opts, reading):
+            bad = [r for r in records if "error" in r]
+            if bad and on_error is OnError.stop:
+                raise BiLSTMError(f"{source}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)")
+            for record in records:
+                writer.write(record)
+            writer.flush()
+            count += size
+            failed += len(bad)
+            advance(size)
+    if not quiet:
+        elapsed = time.perf_counter() - start
+        rate = count / elapsed if elapsed > 0 else 0.0
+        _stderr(
+            f"{count} records, {failed} errors, {elapsed:.2f} s ({rate:,.0f}/s) "
+            f"on {model.providers[0]}"
+        )
+    return failed
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -446,8 +457,8 @@ def _check_paths(
     optimized_model: Path | None,
 ) -> None:
     """Check every path the run writes before any work: nothing it did not create is lost."""
-    from bilstm.runtime.outpaths import check_output_file
-    from bilstm.runtime.reader import STDIN
+    from bilstm.core.outpaths import check_output_file
+    from bilstm.core.reader import STDIN
 
     inputs = [p for p in (model, source) if p != STDIN and Path(p).exists()]
     if output is not None:

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
+from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.model import DEFAULT_TOP_K, BiLSTM
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.taskspec import RunOptions
 
 LAYOUTS = ("columns", "json")

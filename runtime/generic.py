@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
 
 SUFFIXES = (".npz", ".npy", ".json")
 _DTYPES = {

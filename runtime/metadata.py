@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bilstm.runtime.errors import MetadataError
-from bilstm.runtime.tokenizer import PatternError, TokenizerConfig, check_pattern
-from bilstm.runtime.vocab import PAD, UNK
+from bilstm.core.errors import MetadataError
+from bilstm.core.tokenizer import PatternError, TokenizerConfig, check_pattern
+from bilstm.core.vocab import PAD, UNK
 
 METADATA_KEY = "bilstm"
 SCHEMA_VERSION = 1

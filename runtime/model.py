@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from bilstm.core.errors import InputError, MetadataError, ModelLoadError
+from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime import metadata as md
 from bilstm.runtime.builtin import resolve_model
-from bilstm.runtime.errors import InputError, MetadataError, ModelLoadError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model_guard import ModelSummary
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.session import (
     Device,
     Optimization,

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bilstm.runtime.errors import ModelLoadError
+from bilstm.core.errors import ModelLoadError
 
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 """Operator domains the runtime runs: standard ONNX, ONNX-ML and ONNX Runtime's contrib ops."""

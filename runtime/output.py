@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from bilstm.runtime.atomic import atomic_path
+from bilstm.core.atomic import atomic_path
 from bilstm.runtime.records import tsv_cells
 
 

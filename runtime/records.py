@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bilstm.runtime.reader import Line
+from bilstm.core.reader import Line
 from bilstm.runtime.taskspec import RunOptions
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from bilstm.runtime.errors import DeviceError, InputError, ModelLoadError
+from bilstm.core.errors import DeviceError, InputError, ModelLoadError
 from bilstm.runtime.model_guard import ModelSummary, inspect_model
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,33 @@ def create_session(
         raise DeviceError(f"threads must be an integer >= 1, got {threads!r}")
     if checked is None:
         checked = check_model_file(path)
+    opts = _session_options(optimization, threads, optimized_model_path, profile_prefix)
+    device = _text_models_on_cpu(path, device, checked)
+    available = ort.get_available_providers()
+    want_cuda = device is Device.cuda or (device is Device.auto and CUDA in available)
+    if device is Device.cuda and CUDA not in available:
+        raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
+    providers: list[str | tuple[str, dict[str, object]]] = [CPU]
+    preload_report = ""
+    if want_cuda:
+        preload_report = _preload_cuda_libraries()
+        providers = [(CUDA, {"device_id": device_id, "use_tf32": int(tf32)}), CPU]
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises several unrelated exception types for bad files
+        raise ModelLoadError(
+            f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}"
+        ) from exc
+    _check_cuda_started(session, device, want_cuda, preload_report)
+    return session
+
+
+def _session_options(
+    optimization: Optimization,
+    threads: int | None,
+    optimized_model_path: Path | None,
+    profile_prefix: str | None,
+) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = _LEVELS[optimization]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -174,42 +201,35 @@ def create_session(
     if profile_prefix is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
+    return opts
 
-    available = ort.get_available_providers()
-    if checked.string_inputs and device is not Device.cpu:
-        # A text-in (--with-tokenizer) graph: ORT cannot copy string tensors to the GPU, so
-        # such a session fails to build with the CUDA provider.
-        reason = (
-            "the model takes raw text (exported with --with-tokenizer) and ONNX Runtime cannot "
-            "move its string tensors to the GPU"
+
+def _text_models_on_cpu(path: Path, device: Device, checked: ModelSummary) -> Device:
+    """A text-in (--with-tokenizer) graph runs on the CPU: ORT cannot copy string tensors to
+    the GPU, so such a session fails to build with the CUDA provider."""
+    if not checked.string_inputs or device is Device.cpu:
+        return device
+    reason = (
+        "the model takes raw text (exported with --with-tokenizer) and ONNX Runtime cannot "
+        "move its string tensors to the GPU"
+    )
+    if device is Device.cuda:
+        raise DeviceError(
+            f"--device cuda cannot run {path}: {reason}; run it with --device cpu, or "
+            "export the model without --with-tokenizer for CUDA"
         )
-        if device is Device.cuda:
-            raise DeviceError(
-                f"--device cuda cannot run {path}: {reason}; run it with --device cpu, or "
-                "export the model without --with-tokenizer for CUDA"
-            )
-        if CUDA in available:
-            log.warning("device auto: %s; running on CPU", reason)
-        device = Device.cpu
-    want_cuda = device is Device.cuda or (device is Device.auto and CUDA in available)
-    if device is Device.cuda and CUDA not in available:
-        raise DeviceError(f"--device cuda cannot be used: {_cuda_unavailable_reason()}")
-    providers: list[str | tuple[str, dict[str, object]]] = [CPU]
-    preload_report = ""
-    if want_cuda:
-        preload_report = _preload_cuda_libraries()
-        providers = [(CUDA, {"device_id": device_id, "use_tf32": int(tf32)}), CPU]
+    if CUDA in ort.get_available_providers():
+        log.warning("device auto: %s; running on CPU", reason)
+    return Device.cpu
 
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # ORT raises several unrelated exception types for bad files
-        raise ModelLoadError(
-            f"{path}: ONNX Runtime cannot load it as a model: {_short(exc)}"
-        ) from exc
 
+def _check_cuda_started(
+    session: ort.InferenceSession, device: Device, want_cuda: bool, preload_report: str
+) -> None:
+    """ORT falls back to the CPU with only a log line when the CUDA libraries fail to load:
+    refuse that for --device cuda, say it for auto."""
     got = session.get_providers()
     if want_cuda and CUDA not in got:
-        # ORT falls back to CPU with only a log line when the CUDA libraries fail to load.
         if device is Device.cuda:
             loader = (
                 f"; loading the CUDA libraries said: {preload_report[:300]}"
@@ -224,7 +244,6 @@ def create_session(
         log.warning("device auto: CUDA could not be started, running on CPU")
     elif device is Device.auto and not want_cuda:
         log.info("device auto: no CUDA provider in this ONNX Runtime, running on CPU")
-    return session
 
 
 def _short(exc: BaseException) -> str:

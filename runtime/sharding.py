@@ -19,7 +19,7 @@ from typing import Annotated, TextIO, TypeVar
 
 import typer
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
 
 T = TypeVar("T")
 
@@ -146,9 +146,9 @@ def merge(
     be one of the inputs (also through a link) nor a folder; an existing OUT is replaced only
     with --force.
     """
-    from bilstm.runtime.atomic import atomic_path
+    from bilstm.core.atomic import atomic_path
+    from bilstm.core.outpaths import check_output_file
     from bilstm.runtime.cli import user_errors
-    from bilstm.runtime.outpaths import check_output_file
 
     with user_errors(debug):
         if str(output) == "-":

@@ -20,10 +20,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A tiny classifier trained for a few epochs, saved as a checkpoint."""
     pytest.importorskip("torch")
+    from bilstm.core.datasets import read_classification
+    from bilstm.core.tokenizer import TokenizerConfig
     from bilstm.models.classify import train_classifier
     from bilstm.models.config import TrainConfig
-    from bilstm.runtime.datasets import read_classification
-    from bilstm.runtime.tokenizer import TokenizerConfig
 
     out = tmp_path_factory.mktemp("ckpt") / "sentiment"
     ckpt = train_classifier(

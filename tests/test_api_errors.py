@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from test_hostile_models import VOCAB, metadata_doc, needs_onnx, tiny_model
 
+from bilstm.core.errors import BiLSTMError, DeviceError, InputError, MetadataError
+from bilstm.core.reader import Line
 from bilstm.runtime import BiLSTM
-from bilstm.runtime.errors import BiLSTMError, DeviceError, InputError, MetadataError
-from bilstm.runtime.reader import Line
 from bilstm.runtime.records import forecast_records, text_records
 
 try:

@@ -68,7 +68,7 @@ def test_every_builtin_model_runs_on_its_example() -> None:
     assert len(fills) == 5 and all(len(f.candidates) == 3 for f in fills)
     import numpy as np
 
-    from bilstm.runtime.datasets import read_series
+    from bilstm.core.datasets import read_series
 
     for name, horizon in (("elecdemand-h1", 1), ("elecdemand-h48", 48)):
         model = BiLSTM.load(name, device="cpu", threads=1)

@@ -12,11 +12,11 @@ onnx = pytest.importorskip("onnx")
 
 from helpers.checkpoints import VOCAB_SIZE, random_checkpoint  # noqa: E402
 
+from bilstm.core.errors import ExportError  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export.tasks import EXPORT_TASKS, TextTask, export_task  # noqa: E402
 from bilstm.export.verify import ragged_batch, random_feeds, reference_outputs  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
-from bilstm.runtime.errors import ExportError  # noqa: E402
 from bilstm.runtime.tasks import MODEL_CLASSES  # noqa: E402
 
 LOGIT_TOL = 1e-5
@@ -109,7 +109,7 @@ def test_padding_never_leaks(tmp_path: Path) -> None:
 
 
 def test_parity_breach_raises_and_leaves_no_file(tmp_path: Path) -> None:
-    from bilstm.runtime.errors import ParityError
+    from bilstm.core.errors import ParityError
 
     ckpt = random_checkpoint(seed=2)
     path = tmp_path / "m.onnx"

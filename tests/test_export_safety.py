@@ -22,13 +22,13 @@ pytest.importorskip("onnx")
 from test_standalone import CORPUS, make_checkpoint  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from bilstm.core.errors import InputError  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export.cli import app as EXPORT  # noqa: E402
 from bilstm.models.checkpoint import EXAMPLES, load_checkpoint, save_checkpoint  # noqa: E402
 from bilstm.models.network import build_model  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
 from bilstm.runtime.cli import _make_apps  # noqa: E402
-from bilstm.runtime.errors import InputError  # noqa: E402
 
 runner = CliRunner()
 UMBRELLA, _ = _make_apps()
@@ -322,8 +322,8 @@ def test_parity_compare_rules_nan_and_padding() -> None:
 
 def test_parity_report_forms_and_message() -> None:
     """`to_dict` writes the stored keys of each form; failures name case, output and bound."""
+    from bilstm.core.errors import ParityError
     from bilstm.export.parity import Case, ParityReport, Tolerance, compare
-    from bilstm.runtime.errors import ParityError
 
     ref = {"logits": np.array([[2.0, 0.0]]), "probabilities": np.array([[0.9, 0.1]])}
     got = {"logits": np.array([[0.0, 2.0]]), "probabilities": np.array([[0.1, 0.9]])}

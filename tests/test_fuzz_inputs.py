@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bilstm.runtime.cli import _make_apps
-from bilstm.runtime.datasets import (
+from bilstm.core.datasets import (
     read_classification,
     read_series,
     read_tagged,
     read_text_lines,
 )
-from bilstm.runtime.errors import DataError
-from bilstm.runtime.reader import DEFAULT_MAX_LINE_BYTES, iter_lines
-from bilstm.runtime.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
+from bilstm.core.errors import DataError
+from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES, iter_lines
+from bilstm.core.tokenizer import WHITESPACE_PATTERN, Tokenizer, TokenizerConfig
+from bilstm.runtime.cli import _make_apps
 
 FAST = settings(
     max_examples=60,

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from bilstm.core.errors import BiLSTMError, MetadataError, ModelLoadError
+from bilstm.core.tokenizer import TokenizerConfig
 from bilstm.runtime import BiLSTM
 from bilstm.runtime.builtin import builtin_models
 from bilstm.runtime.cli import _make_apps
-from bilstm.runtime.errors import BiLSTMError, MetadataError, ModelLoadError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model_guard import MAX_DEPTH, inspect_model
-from bilstm.runtime.tokenizer import TokenizerConfig
 
 try:
     import onnx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bilstm.runtime.metrics import classification_metrics
+from bilstm.core.metrics import classification_metrics
 
 
 def test_classification_metrics_hand_computed() -> None:
@@ -27,7 +27,7 @@ def test_class_never_predicted_has_zero_precision() -> None:
 
 
 def test_bio_entity_f1_hand_computed() -> None:
-    from bilstm.runtime.metrics import bio_spans, tagging_metrics
+    from bilstm.core.metrics import bio_spans, tagging_metrics
 
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-ORG"]]
@@ -46,7 +46,7 @@ def test_bio_entity_f1_hand_computed() -> None:
 def test_forecast_metrics_and_baselines_hand_computed() -> None:
     import numpy as np
 
-    from bilstm.runtime.metrics import error_metrics, forecast_baselines, topk_accuracy
+    from bilstm.core.metrics import error_metrics, forecast_baselines, topk_accuracy
 
     m = error_metrics(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 3.0], [5.0, 4.0]]))
     assert m["mae"] == pytest.approx(3 / 4)

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bilstm.core.preprocess import TextEncoder
+from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.core.vocab import Vocabulary
 from bilstm.runtime.output import Format, RecordWriter, _JsonLine
-from bilstm.runtime.preprocess import TextEncoder
-from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import Vocabulary
 
 TRICKY_LABELS = [
     "negative",

@@ -14,6 +14,7 @@ onnx = pytest.importorskip("onnx")
 from helpers.checkpoints import random_checkpoint  # noqa: E402
 from onnx import TensorProto, numpy_helper  # noqa: E402
 
+from bilstm.core.errors import ExportError, ParityError  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export.quantize import (  # noqa: E402
     FP16_TOLERANCE,
@@ -23,7 +24,6 @@ from bilstm.export.quantize import (  # noqa: E402
 from bilstm.export.verify import ragged_batch  # noqa: E402
 from bilstm.models.checkpoint import Checkpoint, predict_logits  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
-from bilstm.runtime.errors import ExportError, ParityError  # noqa: E402
 
 VOCAB = 400  # big enough that the embedding dominates the weights, as in real models
 TEXTS = ["w1 w2 w3", "w7 w300 w12 w5 w5", "w9", "w100 w200 w2 w1 w44 w45 w46 w399"]

@@ -10,8 +10,8 @@ import pytest
 from helpers.data import review_lines
 from typer.testing import CliRunner
 
+from bilstm.core.errors import InputError
 from bilstm.runtime.cli import _make_apps
-from bilstm.runtime.errors import InputError
 from bilstm.runtime.sharding import Shard, merge_jsonl, parse_shard, select_chunks
 
 REPO = Path(__file__).resolve().parent.parent

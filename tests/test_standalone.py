@@ -22,21 +22,21 @@ ort = pytest.importorskip("onnxruntime")
 from helpers.checkpoints import random_checkpoint  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from bilstm.export import export_checkpoint  # noqa: E402
-from bilstm.export import standalone as sa  # noqa: E402
-from bilstm.models.checkpoint import Checkpoint  # noqa: E402
-from bilstm.models.config import ModelConfig  # noqa: E402
-from bilstm.runtime import BiLSTM  # noqa: E402
-from bilstm.runtime.errors import DeviceError, ExportError, InputError  # noqa: E402
-from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
-from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder  # noqa: E402
-from bilstm.runtime.tokenizer import (  # noqa: E402
+from bilstm.core.errors import DeviceError, ExportError, InputError  # noqa: E402
+from bilstm.core.preprocess import BLANK, MASK, TextEncoder  # noqa: E402
+from bilstm.core.tokenizer import (  # noqa: E402
     DEFAULT_PATTERN,
     WHITESPACE_PATTERN,
     Tokenizer,
     TokenizerConfig,
 )
-from bilstm.runtime.vocab import Vocabulary  # noqa: E402
+from bilstm.core.vocab import Vocabulary  # noqa: E402
+from bilstm.export import export_checkpoint  # noqa: E402
+from bilstm.export import standalone as sa  # noqa: E402
+from bilstm.models.checkpoint import Checkpoint  # noqa: E402
+from bilstm.models.config import ModelConfig  # noqa: E402
+from bilstm.runtime import BiLSTM  # noqa: E402
+from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from bilstm.cli import app as full_app  # noqa: E402
+from bilstm.core.datasets import read_series, read_tagged, read_text_lines  # noqa: E402
+from bilstm.core.errors import DataError  # noqa: E402
+from bilstm.core.tokenizer import TokenizerConfig  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.models.checkpoint import load_checkpoint  # noqa: E402
 from bilstm.models.cloze import train_cloze  # noqa: E402
@@ -22,9 +25,6 @@ from bilstm.models.forecasting import train_forecaster  # noqa: E402
 from bilstm.models.tagging import train_tagger  # noqa: E402
 from bilstm.runtime import BiLSTM  # noqa: E402
 from bilstm.runtime.cli import _make_apps  # noqa: E402
-from bilstm.runtime.datasets import read_series, read_tagged, read_text_lines  # noqa: E402
-from bilstm.runtime.errors import DataError  # noqa: E402
-from bilstm.runtime.tokenizer import TokenizerConfig  # noqa: E402
 
 UMBRELLA, SINGLE = full_app(), _make_apps()[1]
 SMALL = {"embedding_dim": 12, "hidden_size": 12, "dropout": 0.0, "embedding_dropout": 0.0}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
+from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.core.vocab import PAD_ID, UNK_ID, Vocabulary
 
 
 def test_tokenizer_words_punctuation_and_contractions() -> None:

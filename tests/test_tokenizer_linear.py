@@ -21,10 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_hostile_models import _tokenizer, metadata_doc, needs_onnx, tiny_model
 
-from bilstm.runtime import BiLSTM
-from bilstm.runtime.errors import MetadataError
-from bilstm.runtime.metadata import ModelMetadata
-from bilstm.runtime.tokenizer import (
+from bilstm.core.errors import MetadataError
+from bilstm.core.tokenizer import (
     BUILTIN_PATTERNS,
     DEFAULT_PATTERN,
     WHITESPACE_PATTERN,
@@ -33,6 +31,8 @@ from bilstm.runtime.tokenizer import (
     TokenizerConfig,
     check_pattern,
 )
+from bilstm.runtime import BiLSTM
+from bilstm.runtime.metadata import ModelMetadata
 
 HOSTILE = r"(a+)+b"
 LINE = "a" * 10_000 + "!"

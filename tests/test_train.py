@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from bilstm.core.batching import pad_batch  # noqa: E402
+from bilstm.core.datasets import read_classification  # noqa: E402
+from bilstm.core.errors import CheckpointError, DataError  # noqa: E402
 from bilstm.models.checkpoint import load_checkpoint, predict_logits  # noqa: E402
-from bilstm.runtime.batching import pad_batch  # noqa: E402
-from bilstm.runtime.datasets import read_classification  # noqa: E402
-from bilstm.runtime.errors import CheckpointError, DataError  # noqa: E402
 
 
 def test_training_learns(trained) -> None:  # type: ignore[no-untyped-def]

@@ -51,10 +51,10 @@ def classify(data: Path, dev: Path, out: Path | str, *more: object) -> tuple[int
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A classifier checkpoint trained for 3 epochs on a dozen lines (history of 3 rows)."""
+    from bilstm.core.datasets import LabelledText
+    from bilstm.core.tokenizer import TokenizerConfig
     from bilstm.models.classify import train_classifier
     from bilstm.models.config import TrainConfig
-    from bilstm.runtime.datasets import LabelledText
-    from bilstm.runtime.tokenizer import TokenizerConfig
 
     items = [
         LabelledText(t, lab, i) for i, (lab, t) in enumerate([("pos", "good"), ("neg", "bad")] * 6)
@@ -390,8 +390,8 @@ def test_forecast_non_numeric_cell_names_the_line(tmp_path: Path) -> None:
 
 
 def test_skip_bad_lines_skips_non_utf8_lines(tmp_path: Path) -> None:
-    from bilstm.runtime.datasets import read_classification, read_tagged, read_text_lines
-    from bilstm.runtime.errors import DataError
+    from bilstm.core.datasets import read_classification, read_tagged, read_text_lines
+    from bilstm.core.errors import DataError
 
     tsv = tmp_path / "d.tsv"
     tsv.write_bytes(b"pos\tgood\nneg\tbad \xff\nneg\tawful\n")

@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from bilstm.core.errors import ExportError
+from bilstm.core.vocab import UNK_ID
 from bilstm.export.standalone.casing import needs_final_sigma
 from bilstm.export.standalone.names import (
     DEFAULT_TOP_K,
@@ -28,10 +30,8 @@ from bilstm.export.standalone.post import CORE_LOGITS, CORE_PROBABILITIES, Post
 from bilstm.export.standalone.regex import re2_pattern
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import ExportError
 from bilstm.runtime.tasks import MODEL_CLASSES
 from bilstm.runtime.tasks import spec as task_spec
-from bilstm.runtime.vocab import UNK_ID
 
 if TYPE_CHECKING:
     from bilstm.export.task_base import TextTask

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from bilstm.core.vocab import PAD_ID, UNK_ID
 from bilstm.export.builder import GraphBuilder
 from bilstm.export.standalone.casing import (
     CAPITAL_SIGMA,
@@ -25,7 +26,6 @@ from bilstm.export.standalone.casing import (
 )
 from bilstm.export.standalone.names import ML, MS, PAD, TOKEN_KEYS, TOKENS
 from bilstm.runtime import metadata as md
-from bilstm.runtime.vocab import PAD_ID, UNK_ID
 
 
 def tensor_info(name: str, elem: int, dims: Sequence[str | int] | None) -> onnx.ValueInfoProto:

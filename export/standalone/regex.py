@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bilstm.runtime.errors import ExportError
+from bilstm.core.errors import ExportError
 
 if sys.version_info >= (3, 11):
     from re import _constants as _sre

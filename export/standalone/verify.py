@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from bilstm.core.errors import ParityError
+from bilstm.core.preprocess import TextEncoder
 from bilstm.export.feeds import text_encoder
 from bilstm.export.parity import Case, ParityReport, Tolerance, compare
 from bilstm.export.standalone.casing import FINAL_SIGMA
@@ -29,8 +31,6 @@ from bilstm.export.standalone.names import (
 from bilstm.export.standalone.nodes import tensor_info
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import ParityError
-from bilstm.runtime.preprocess import TextEncoder
 
 if TYPE_CHECKING:
     from bilstm.export.task_base import TextTask

@@ -7,7 +7,7 @@ predictors then work for it without a change (docs/architecture.md).
 
 from __future__ import annotations
 
-from bilstm.runtime.errors import MetadataError
+from bilstm.core.errors import MetadataError
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.tasks.classify import Classifier
 from bilstm.runtime.tasks.cloze import ClozeModel

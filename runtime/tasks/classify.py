@@ -111,9 +111,9 @@ class Classifier(TextModel):
         self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
     ) -> dict[str, Any]:
         """Accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
-        from bilstm.runtime.datasets import read_classification
-        from bilstm.runtime.errors import DataError
-        from bilstm.runtime.metrics import classification_metrics
+        from bilstm.core.datasets import read_classification
+        from bilstm.core.errors import DataError
+        from bilstm.core.metrics import classification_metrics
 
         items = read_classification(data)
         unknown = sorted({it.label for it in items} - set(self.labels))

@@ -8,15 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from bilstm.core.errors import InputError
+from bilstm.core.preprocess import MASK, blank_position
+from bilstm.core.vocab import UNK_ID
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import InputError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model import DEFAULT_TOP_K, _as_list, _texts
 from bilstm.runtime.predictions import ClozePrediction
-from bilstm.runtime.preprocess import MASK, blank_position
 from bilstm.runtime.tasks.text import TextModel, json_column, no_options, object_column
 from bilstm.runtime.taskspec import TEXT_RUN_OPTIONS, RunOptions, TaskSpec, id_inputs
-from bilstm.runtime.vocab import UNK_ID
 
 CLOZE_SEED = 13
 """Seed of the blanks `evaluate` picks, so that two evaluations ask the same questions."""
@@ -167,8 +167,8 @@ class ClozeModel(TextModel):
         """One blank per line at a seeded random known word; top-1/top-k accuracy."""
         import random
 
-        from bilstm.runtime.datasets import read_text_lines
-        from bilstm.runtime.metrics import topk_accuracy
+        from bilstm.core.datasets import read_text_lines
+        from bilstm.core.metrics import topk_accuracy
 
         rng = random.Random(CLOZE_SEED)
         token_lists, positions, gold = [], [], []

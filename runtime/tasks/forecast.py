@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bilstm.core.errors import InputError, MetadataError
+from bilstm.core.series import window_starts
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import InputError, MetadataError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model import DEFAULT_TOP_K, BiLSTM, Reading, check_output
 from bilstm.runtime.predictions import Forecast
-from bilstm.runtime.series import window_starts
 from bilstm.runtime.tasks.text import json_column, no_options, object_column
 from bilstm.runtime.taskspec import RunOptions, TaskSpec
 
@@ -179,8 +179,8 @@ class Forecaster(BiLSTM):
         file line of each row."""
         import tempfile
 
-        from bilstm.runtime.datasets import read_series
-        from bilstm.runtime.reader import STDIN
+        from bilstm.core.datasets import read_series
+        from bilstm.core.reader import STDIN
 
         if source == STDIN:
             with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as tmp:
@@ -259,8 +259,8 @@ class Forecaster(BiLSTM):
         self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
     ) -> dict[str, Any]:
         """MAE/RMSE over every window of the file, and the same for the naive baselines."""
-        from bilstm.runtime.errors import DataError
-        from bilstm.runtime.metrics import error_metrics, forecast_baselines
+        from bilstm.core.errors import DataError
+        from bilstm.core.metrics import error_metrics, forecast_baselines
 
         values, _ = self.read_series(str(data))
         ends = np.arange(self.window, len(values) - self.horizon + 1)

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from bilstm.core.errors import InputError
+from bilstm.core.tokenizer import DEFAULT_PATTERN, Tokenizer, TokenizerConfig
 from bilstm.runtime import metadata as md
-from bilstm.runtime.errors import InputError
 from bilstm.runtime.model import DEFAULT_TOP_K, _as_list
 from bilstm.runtime.predictions import TagPrediction
 from bilstm.runtime.tasks.text import TextModel, json_column, no_options, object_column
 from bilstm.runtime.taskspec import TEXT_RUN_OPTIONS, RunOptions, TaskSpec, id_inputs
-from bilstm.runtime.tokenizer import DEFAULT_PATTERN, Tokenizer, TokenizerConfig
 
 TOKENIZE_SPACES, TOKENIZE_WORDS = "spaces", "words"
 TOKENIZE_CHOICES = (TOKENIZE_SPACES, TOKENIZE_WORDS)
@@ -147,8 +147,8 @@ class Tagger(TextModel):
         self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
     ) -> dict[str, Any]:
         """Token accuracy, accuracy on out-of-vocabulary tokens, entity F1 for BIO tags."""
-        from bilstm.runtime.datasets import read_tagged
-        from bilstm.runtime.metrics import tagging_metrics
+        from bilstm.core.datasets import read_tagged
+        from bilstm.core.metrics import tagging_metrics
 
         sentences = read_tagged(data, tag_column)
         self._check_gold_tags(data, [s.tags for s in sentences], tag_column)
@@ -164,7 +164,7 @@ class Tagger(TextModel):
         """Refuse gold tags the model does not know: scoring them would report accuracy 0 for
         a reason that has nothing to do with the model, most often the wrong column
         (--tag-column xpos on a UPOS model)."""
-        from bilstm.runtime.errors import DataError
+        from bilstm.core.errors import DataError
 
         known_tags = set(self.labels)
         unknown: dict[str, int] = {}

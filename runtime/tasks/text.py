@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bilstm.core.batching import length_batches
+from bilstm.core.errors import InputError
+from bilstm.core.preprocess import BLANK, MASK, TextEncoder
+from bilstm.core.reader import Line, iter_lines
+from bilstm.core.vocab import Vocabulary
 from bilstm.runtime import metadata as md
-from bilstm.runtime.batching import length_batches
-from bilstm.runtime.errors import InputError
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model import BiLSTM, Reading, _texts, check_output
-from bilstm.runtime.preprocess import BLANK, MASK, TextEncoder
-from bilstm.runtime.reader import Line, iter_lines
 from bilstm.runtime.taskspec import RunOptions
-from bilstm.runtime.vocab import Vocabulary
 
 
 class TextModel(BiLSTM):

@@ -44,17 +44,17 @@ def random_checkpoint(
     """A tiny `task` checkpoint with random weights (see the module's docstring)."""
     import torch
 
-    from bilstm.models.checkpoint import Checkpoint, save_checkpoint
-    from bilstm.models.config import ModelConfig, TrainConfig
-    from bilstm.models.network import build_model
-    from bilstm.runtime.preprocess import MASK, build_char_vocabulary
-    from bilstm.runtime.tokenizer import (
+    from bilstm.core.preprocess import MASK, build_char_vocabulary
+    from bilstm.core.tokenizer import (
         DEFAULT_PATTERN,
         WHITESPACE_PATTERN,
         Tokenizer,
         TokenizerConfig,
     )
-    from bilstm.runtime.vocab import PAD, UNK, Vocabulary
+    from bilstm.core.vocab import PAD, UNK, Vocabulary
+    from bilstm.models.checkpoint import Checkpoint, save_checkpoint
+    from bilstm.models.config import ModelConfig, TrainConfig
+    from bilstm.models.network import build_model
 
     torch.manual_seed(seed)
     labels = list(LABELS.get(task, []) if labels is None else labels)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
 
 STDIN = "-"
 DEFAULT_MAX_LINE_BYTES = 1 << 20

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bilstm.runtime.vocab import PAD_ID
+from bilstm.core.vocab import PAD_ID
 
 
 def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

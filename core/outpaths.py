@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from bilstm.runtime.errors import InputError
+from bilstm.core.errors import InputError
 
 
 @contextlib.contextmanager

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from bilstm.runtime.batching import pad_batch
-from bilstm.runtime.tokenizer import Tokenizer, TokenizerConfig
-from bilstm.runtime.vocab import PAD_ID, UNK_ID, Vocabulary
+from bilstm.core.batching import pad_batch
+from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
+from bilstm.core.vocab import PAD_ID, UNK_ID, Vocabulary
 
 MASK = "<mask>"
 BLANK = "___"

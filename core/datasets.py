@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bilstm.runtime.errors import DataError
+from bilstm.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
