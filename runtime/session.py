@@ -86,7 +86,7 @@ def check_model_file(path: Path) -> ModelSummary:
 
 
 def _installed(dist: str) -> bool:
-    import importlib.metadata  # only for diagnostics; its import costs ~20 ms of cold start
+    import importlib.metadata  # only for diagnostics: its import adds to every cold start
 
     try:
         importlib.metadata.version(dist)
@@ -150,9 +150,9 @@ def create_session(
 
     `threads` sets the intra-op thread count (None: ONNX Runtime's default, one per physical
     core). `optimized_model_path` saves the optimised graph there for inspection or reuse.
-    `tf32` lets CUDA run fp32 products in TF32. ONNX Runtime's own default is on, which moved
-    the shipped models' logits by up to 2.4e-2 from PyTorch's fp32 on an H200 against 2.3e-5
-    with it off (benchmarks/RESULTS.md), so here it is off unless asked for.
+    `tf32` lets CUDA run fp32 products in TF32. ONNX Runtime's own default is on, which moves
+    logits visibly away from PyTorch's fp32 (figures in benchmarks/RESULTS.md, GPU section),
+    so here it is off unless asked for.
     `checked` is `check_model_file(path)`'s result when the caller has already run it.
     """
     device = parse_device(device)
