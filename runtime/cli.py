@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from bilstm.core.errors import BiLSTMError
-from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
+from bilstm.core.reader import DEFAULT_MAX_DELAY_MS, DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime.model import BiLSTM, Reading
 from bilstm.runtime.output import Format, RecordWriter, atomic_output
 from bilstm.runtime.session import Device, Optimization
@@ -51,6 +51,8 @@ GENERIC_IGNORES = (
     "chunk_size",
     "on_error",
     "max_line_bytes",
+    "max_delay_ms",
+    "follow",
     "fmt",
     "batch_size",
     "warmup",
@@ -267,6 +269,13 @@ def run(
             min=0.0, help="Anomaly threshold in residual standard deviations (--anomalies)."
         ),
     ] = 3.0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            help="Forecast online: a forecast as each row arrives, and with --anomalies each "
+            "row checked against the forecasts made for it (for `tail -f FILE | ...`)."
+        ),
+    ] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -290,6 +299,15 @@ def run(
     max_line_bytes: Annotated[
         int, typer.Option(min=1, help="Longer lines get an error record.")
     ] = DEFAULT_MAX_LINE_BYTES,
+    max_delay_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Live input (pipe, terminal): score what has arrived once a line has waited "
+            "this long for its chunk to fill (0: as soon as no more input is ready). Files "
+            "are read in full chunks.",
+        ),
+    ] = DEFAULT_MAX_DELAY_MS,
     device: DeviceOpt = Device.auto,
     device_id: Annotated[
         int, typer.Option(min=0, help="CUDA device id (with --device cuda or auto).")
@@ -353,7 +371,7 @@ def run(
             optimized_model_path=optimized_model,
             profile_prefix=str(profile) if profile else None,
         )
-        _check_task_options(given, bilstm, anomalies)
+        _check_task_options(given, bilstm, anomalies, follow)
         if batch_size is None:
             batch_size = bilstm.batch_size
         bilstm.warmup(warmup)
@@ -365,8 +383,9 @@ def run(
             rolling=rolling,
             anomalies=anomalies,
             threshold=threshold,
+            follow=follow,
         )
-        reading = Reading(chunk_size, max_line_bytes, shard_of)
+        reading = Reading(chunk_size, max_line_bytes, shard_of, max_delay_ms)
         failed = _score(bilstm, input, output, fmt, opts, reading, on_error, quiet)
         if profile:
             _report_profile(bilstm.session.end_profiling())
@@ -393,10 +412,12 @@ def _score(
         for records, size in model.record_chunks(source, opts, reading):
             bad = [r for r in records if "error" in r]
             if bad and on_error is OnError.stop:
-                raise BiLSTMError(f"{source}:{bad[0]['line']}: {bad[0]['error']} (--on-error stop)")
+                where = bad[0].get("line", bad[0].get("row"))
+                raise BiLSTMError(f"{source}:{where}: {bad[0]['error']} (--on-error stop)")
             for record in records:
                 writer.write(record)
             writer.flush()
+            handle.flush()  # each chunk is out as soon as it is scored (live input waits)
             count += size
             failed += len(bad)
             advance(size)
@@ -428,7 +449,7 @@ def _refuse_options(given: set[str], names: Iterable[str], what: str) -> None:
         raise BiLSTMError(f"{', '.join(wrong)}: not used for {what}; leave the option out")
 
 
-def _check_task_options(given: set[str], model: BiLSTM, anomalies: bool) -> None:
+def _check_task_options(given: set[str], model: BiLSTM, anomalies: bool, follow: bool) -> None:
     """Refuse options that would be silently ignored for this model's task: each task's
     adapter lists the options it reads."""
     from bilstm.runtime.tasks import MODEL_CLASSES
@@ -440,13 +461,19 @@ def _check_task_options(given: set[str], model: BiLSTM, anomalies: bool) -> None
                 f"{_flag(name)} applies to {'/'.join(sorted(owners))} models; this model's task "
                 f"is {model.task}. Leave the option out"
             )
-    if "anomalies" in given and anomalies and "rolling" not in given:
+    if "anomalies" in given and anomalies and "rolling" not in given and not follow:
         raise BiLSTMError(
             "--anomalies compares each window's forecast with the actual values: it needs "
-            "--rolling (one forecast per window)"
+            "--rolling (one forecast per window) or --follow (online)"
         )
     if "threshold" in given and not anomalies:
         raise BiLSTMError("--threshold sets the anomaly cut-off: it needs --anomalies --rolling")
+    online = [_flag(n) for n in ("max_delay_ms", "on_error", "max_line_bytes") if n in given]
+    if online and "follow" in model.SPEC.run_options and not follow:
+        raise BiLSTMError(
+            f"{', '.join(online)}: applies to rows read as they arrive: it needs --follow "
+            "(without it the whole CSV is read, and a bad row stops the run)"
+        )
 
 
 def _check_paths(

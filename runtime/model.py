@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -12,7 +12,12 @@ import numpy as np
 import onnxruntime as ort
 
 from bilstm.core.errors import InputError, MetadataError, ModelLoadError
-from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
+from bilstm.core.reader import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_DELAY_MS,
+    DEFAULT_MAX_LINE_BYTES,
+    deadline_batches,
+)
 from bilstm.runtime import metadata as md
 from bilstm.runtime.builtin import resolve_model
 from bilstm.runtime.metadata import ModelMetadata
@@ -184,6 +189,8 @@ class BiLSTM:
     """
 
     SPEC: ClassVar[TaskSpec]
+    STREAM_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    """`RunOptions` fields that `stream` takes as keyword options."""
 
     def __init__(self, session: ort.InferenceSession, metadata: ModelMetadata, path: Path) -> None:
         self.session = session
@@ -358,6 +365,49 @@ class BiLSTM:
         each with the number of input lines or windows it covers."""
         raise NotImplementedError
 
+    def stream(
+        self,
+        inputs: Iterable[Any],
+        max_delay_ms: float = DEFAULT_MAX_DELAY_MS,
+        batch_size: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        **options: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Records as the inputs arrive, for apps that read a socket, a queue or a pipe.
+
+        `inputs` is any iterable, also one whose `next()` blocks until data comes (a socket
+        file's lines, a generator draining a queue). Inputs are scored in batches of at most
+        `chunk_size`; a batch is scored once its first input has waited `max_delay_ms` for
+        more (0: as soon as no more is ready), so each record comes within that delay plus
+        one batch's scoring time of its input. Records are those of `bilstm-run` (text:
+        `line` is the 1-based input number; forecast: the online records of `--follow`);
+        a bad input gets an `error` record and the stream goes on. `options` are the task's
+        `STREAM_OPTIONS` (e.g. `top_k=3`, `anomalies=True`).
+        """
+        from bilstm.runtime.tasks.text import no_options
+
+        if isinstance(inputs, str | bytes | bytearray) or not hasattr(inputs, "__iter__"):
+            raise InputError(_not_a_list(inputs).replace("predict()", "stream()"))
+        no_options(self, options, self.STREAM_OPTIONS)
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+            raise InputError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        if not isinstance(max_delay_ms, int | float) or not max_delay_ms >= 0:
+            raise InputError(f"max_delay_ms must be a number >= 0, got {max_delay_ms!r}")
+        given = {k: v for k, v in options.items() if v is not None}
+        opts = RunOptions(self._batch(batch_size), **given)
+        batches = deadline_batches(inputs, chunk_size, max_delay_ms)
+        try:
+            for records in self.stream_records(batches, opts):
+                yield from records
+        finally:
+            batches.close()
+
+    def stream_records(
+        self, batches: Iterable[list[Any]], opts: RunOptions
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records of each batch of `stream` inputs, in order (see `stream`)."""
+        raise NotImplementedError
+
     def value_records(self, values: Sequence[Any], opts: RunOptions) -> list[dict[str, Any]]:
         """Records for values of a data-frame column (text or windows), one per value; a
         value that cannot be used gets an `error` record, never an exception."""
@@ -386,11 +436,15 @@ class BiLSTM:
 
 @dataclass(frozen=True)
 class Reading:
-    """How `bilstm-run` reads its input: chunked lines (text) with an optional shard."""
+    """How `bilstm-run` reads its input: chunked lines with an optional shard, and how long
+    a line from a live input may wait for its chunk to fill."""
 
-    chunk_size: int = 4096
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     shard: Shard | None = None
+    max_delay_ms: float | None = DEFAULT_MAX_DELAY_MS
+    """A live input (pipe, terminal) scores what has arrived once its first waiting line has
+    waited this long; None: full chunks only (a shard's chunks must not depend on timing)."""
 
 
 def _not_a_list(inputs: object) -> str:

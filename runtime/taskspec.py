@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bilstm.runtime import metadata as md
 
 # `bilstm-run` options that mean something for every model reading text lines.
-TEXT_RUN_OPTIONS = frozenset({"shard", "chunk_size", "on_error", "max_line_bytes"})
+TEXT_RUN_OPTIONS = frozenset({"shard", "chunk_size", "on_error", "max_line_bytes", "max_delay_ms"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class RunOptions:
     rolling: bool = False
     anomalies: bool = False
     threshold: float = 3.0
+    follow: bool = False
+    """Forecast online: a forecast as each row arrives, checked when its actual comes."""
     max_text_bytes: int = 1 << 20
     """Data-frame values longer than this (UTF-8) get an error record (`value_records`)."""
 

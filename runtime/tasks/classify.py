@@ -31,6 +31,7 @@ class Classifier(TextModel):
     """A text classifier: `classify(texts)` gives a label and probabilities per text."""
 
     SPEC = SPEC
+    STREAM_OPTIONS = ("probabilities",)
 
     def probabilities(
         self, texts: Sequence[str], batch_size: int | None = None

@@ -38,6 +38,7 @@ class ClozeModel(TextModel):
     """A fill-in-the-blank model: `fill(texts)` gives candidate words for each `___`."""
 
     SPEC = SPEC
+    STREAM_OPTIONS = ("top_k",)
 
     @classmethod
     def output_width(cls, meta: ModelMetadata) -> tuple[str, int | None]:

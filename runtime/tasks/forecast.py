@@ -4,14 +4,16 @@ anomaly flags from the residuals seen on the dev set."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from bilstm.core.errors import InputError, MetadataError
+from bilstm.core.errors import DataError, InputError, MetadataError
+from bilstm.core.reader import Line, line_batches
 from bilstm.core.series import window_starts
 from bilstm.runtime import metadata as md
 from bilstm.runtime.metadata import ModelMetadata
@@ -29,7 +31,10 @@ SPEC = TaskSpec(
     needs_labels=False,
     per_token=False,
     variants=False,
-    run_options=frozenset({"rolling", "anomalies", "threshold"}),
+    run_options=frozenset(
+        {"rolling", "anomalies", "threshold"}
+        | {"follow", "max_delay_ms", "on_error", "max_line_bytes"}  # online (--follow)
+    ),
 )
 
 
@@ -37,6 +42,7 @@ class Forecaster(BiLSTM):
     """A forecaster: `forecast(windows)` gives the next `horizon` values of `target`."""
 
     SPEC = SPEC
+    STREAM_OPTIONS = ("anomalies", "threshold")
 
     def __init__(self, session: ort.InferenceSession, metadata: ModelMetadata, path: Any) -> None:
         super().__init__(session, metadata, path)
@@ -199,10 +205,35 @@ class Forecaster(BiLSTM):
     def record_chunks(
         self, source: str, opts: RunOptions, reading: Reading
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
-        """The CSV is read whole (a series is small next to text files), then scored."""
+        """The CSV is read whole (a series is small next to text files), then scored; with
+        `opts.follow`, row by row as it arrives (`OnlineForecast`)."""
+        if opts.follow:
+            online = OnlineForecast(self, opts, source)
+            batches = line_batches(
+                source, reading.max_line_bytes, reading.chunk_size, reading.max_delay_ms
+            )
+            for lines in batches:
+                records = online.records([online.line_row(line) for line in lines])
+                yield records, len(records)
+            return
         values, rows = self.read_series(source)
         records = self.series_records(values, rows, opts)
         yield records, len(records)
+
+    def stream_records(
+        self, batches: Iterable[list[Any]], opts: RunOptions
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Online records (`OnlineForecast`) of rows as they arrive (`stream`): each row a
+        mapping {column: number}, a sequence of numbers in `self.columns` order, or a CSV line
+        (str or bytes; the first one is the header)."""
+        online = OnlineForecast(self, opts, "stream")
+        number = 0
+        for batch in batches:
+            rows = []
+            for item in batch:
+                number += 1
+                rows.append(online.item_row(number, item))
+            yield online.records(rows)
 
     def value_records(self, values: Sequence[Any], opts: RunOptions) -> list[dict[str, Any]]:
         """Records for a data-frame column of windows `[time >= window, columns]`; a null,
@@ -241,6 +272,9 @@ class Forecaster(BiLSTM):
         return x, ""
 
     def tsv_columns(self, opts: RunOptions) -> list[str]:
+        if opts.follow:
+            checks = ["actual", "expected", "zscores", "anomalies", "anomaly"]
+            return ["row", "forecast", *(checks if opts.anomalies else []), "error"]
         actual = ["actual"] if opts.rolling else []
         flags = ["zscores", "anomalies"] if opts.anomalies else []
         return ["row", "forecast", *actual, *flags, "error"]
@@ -278,3 +312,172 @@ class Forecaster(BiLSTM):
         for name, base in forecast_baselines(target, ends, self.horizon, season).items():
             metrics |= {f"baseline_{name}_{k}": v for k, v in error_metrics(actual, base).items()}
         return metrics
+
+
+Row = tuple[int, "np.ndarray | str | None"]
+"""An input row of an online forecast: its number and values, an error message, or None
+(a blank line or the header)."""
+
+
+class OnlineForecast:
+    """Forecasting as rows arrive, the way an edge anomaly detector runs.
+
+    When row t arrives (and `window` rows are there), the forecast of the next `horizon`
+    rows is emitted at once: `{"row", "forecast"}`. With `anomalies`, when a row arrives
+    that earlier forecasts covered, it is checked against them: `{"row", "actual",
+    "expected", "zscores", "anomalies", "anomaly"}`, lists indexed by step (item h-1: the
+    forecast made h rows earlier; None where there was none), z-scores and flags from the
+    dev-set residuals as `--rolling --anomalies` computes them. A bad row (missing or
+    non-numeric cell, wrong column count, unreadable line) gets `{"row", "error"}` and is
+    left out of the series, as a blank line is. Only the last `window` rows and `horizon`
+    forecasts are kept.
+    """
+
+    def __init__(self, model: Forecaster, opts: RunOptions, source: str) -> None:
+        self.model = model
+        self.opts = opts
+        self.source = source
+        self.header: list[str] | None = None
+        self.positions: list[int] = []
+        self.target = model.columns.index(model.target)
+        self.recent: deque[np.ndarray] = deque(maxlen=model.window)
+        self.made: deque[list[float] | None] = deque(maxlen=model.horizon)
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        if opts.anomalies:
+            self.mean, self.std = model.residual_stats()
+
+    # -- rows in ---------------------------------------------------------------------------
+
+    def line_row(self, line: Line) -> Row:
+        """A CSV line of the feed (the first non-blank one is the header, checked as
+        `read_series` checks it: a header without the model's columns stops the run)."""
+        if line.error is not None:
+            if self.header is None:
+                raise DataError(f"{self.source}:{line.number}: {line.error}; expected a header")
+            return line.number, line.error
+        return self._csv_row(line.number, line.text or "")
+
+    def item_row(self, number: int, item: Any) -> Row:
+        """A `stream` input: a CSV line (str/bytes), a mapping or a sequence of numbers."""
+        if isinstance(item, bytes | bytearray):
+            try:
+                item = bytes(item).decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                return number, f"not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        if isinstance(item, str):
+            text = item.removesuffix("\n").removesuffix("\r")
+            return self._csv_row(number, text.removeprefix("\ufeff") if number == 1 else text)
+        columns = self.model.columns
+        if isinstance(item, Mapping):
+            missing = [c for c in columns if c not in item]
+            if missing:
+                return number, f"columns {missing} missing (the model reads {columns})"
+            return self._values(number, [item[c] for c in columns])
+        if isinstance(item, Sequence | np.ndarray) and len(item) == len(columns):
+            return self._values(number, list(item))
+        return number, (
+            f"expected a mapping of {columns}, a sequence of {len(columns)} numbers or a CSV "
+            f"line, got {type(item).__name__}"
+        )
+
+    def _csv_row(self, number: int, text: str) -> Row:
+        import csv
+
+        if not text.strip():
+            return number, None
+        try:
+            cells = next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            if self.header is None:
+                raise DataError(f"{self.source}:{number}: malformed CSV header ({exc})") from None
+            return number, f"malformed CSV line ({exc})"
+        if self.header is None:
+            self._set_header([c.strip() for c in cells])
+            return number, None
+        if all(not cell.strip() for cell in cells):
+            return number, None
+        if len(cells) != len(self.header):
+            return number, f"expected {len(self.header)} columns, found {len(cells)}"
+        return self._values(number, [cells[i].strip() for i in self.positions])
+
+    def _set_header(self, header: list[str]) -> None:
+        missing = [c for c in self.model.columns if c not in header]
+        if missing:
+            raise DataError(f"{self.source}: columns {missing} not in the header {header}")
+        self.header = header
+        self.positions = [header.index(c) for c in self.model.columns]
+
+    def _values(self, number: int, cells: list[Any]) -> Row:
+        import math
+
+        values = []
+        for column, cell in zip(self.model.columns, cells, strict=True):
+            try:
+                if isinstance(cell, bool):
+                    raise TypeError
+                value = float(cell)
+            except (TypeError, ValueError):
+                shown = "a missing value" if cell is None or cell == "" else repr(cell)
+                return number, f"column '{column}' has {shown}, expected a number"
+            if not math.isfinite(value):
+                return number, f"column '{column}' is {cell}, expected a finite number"
+            values.append(value)
+        return number, np.asarray(values, dtype=np.float32)
+
+    # -- records out -----------------------------------------------------------------------
+
+    def records(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """The records of rows that arrived together, in order; the forecasts of all their
+        windows are computed in one batch first."""
+        window = self.model.window
+        held = list(self.recent)
+        values = [v for _, v in rows if isinstance(v, np.ndarray)]
+        series = held + values
+        ends = [len(held) + i for i in range(len(values)) if len(held) + i + 1 >= window]
+        forecasts: Iterator[list[float]] = iter(())
+        if ends:
+            windows = np.stack([np.stack(series[e + 1 - window : e + 1]) for e in ends])
+            made = self.model.forecast(windows, self.opts.batch_size)
+            forecasts = iter([f.values for f in made])
+        out: list[dict[str, Any]] = []
+        for number, value in rows:
+            if value is None:
+                continue
+            if isinstance(value, str):
+                out.append({"row": number, "error": value})
+                continue
+            if self.opts.anomalies and (check := self._check(number, value)) is not None:
+                out.append(check)
+            # The window ending at this row is full: its forecast is the next one computed.
+            forecast = next(forecasts) if len(self.recent) + 1 >= window else None
+            self.recent.append(value)
+            self.made.append(forecast)
+            if forecast is not None:
+                out.append({"row": number, "forecast": [round(v, 6) for v in forecast]})
+        return out
+
+    def _check(self, number: int, value: np.ndarray) -> dict[str, Any] | None:
+        """The check of an arrived row against the forecasts made for it, if any."""
+        assert self.mean is not None and self.std is not None
+        made = list(self.made)
+        expected = [
+            made[-h][h - 1] if h <= len(made) and made[-h] is not None else None  # type: ignore[index]
+            for h in range(1, self.model.horizon + 1)
+        ]
+        if all(e is None for e in expected):
+            return None
+        actual = round(float(value[self.target]), 6)  # as --rolling computes its z-scores
+        z = [
+            None if e is None else round(float((actual - e - self.mean[h]) / self.std[h]), 4)
+            for h, e in enumerate(expected)
+        ]
+        flags = [None if v is None else abs(v) > self.opts.threshold for v in z]
+        return {
+            "row": number,
+            "actual": actual,
+            "expected": [None if e is None else round(e, 6) for e in expected],
+            "zscores": z,
+            "anomalies": flags,
+            "anomaly": any(f for f in flags if f),
+        }

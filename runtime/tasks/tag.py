@@ -38,6 +38,7 @@ class Tagger(TextModel):
     """A sequence tagger: `tag(sentences)` gives a tag per token."""
 
     SPEC = SPEC
+    STREAM_OPTIONS = ("probabilities", "tokenize")
 
     def _word_tokenizer(self) -> Tokenizer:
         """The built-in word tokenizer with this model's settings (`tag(tokenize="words")`)."""

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from itertools import islice
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import onnxruntime as ort
 from bilstm.core.batching import length_batches
 from bilstm.core.errors import InputError
 from bilstm.core.preprocess import BLANK, MASK, TextEncoder
-from bilstm.core.reader import Line, iter_lines
+from bilstm.core.reader import Line, line_batches
 from bilstm.core.vocab import Vocabulary
 from bilstm.runtime import metadata as md
 from bilstm.runtime.metadata import ModelMetadata
@@ -142,19 +141,44 @@ class TextModel(BiLSTM):
         self, source: str, opts: RunOptions, reading: Reading
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         """Records chunk by chunk: `reading.chunk_size` lines are read, sorted by length into
-        batches and scored at a time, so memory stays bounded for any file size."""
+        batches and scored at a time, so memory stays bounded for any file size. From a live
+        input (pipe, terminal) a chunk also ends once its first line has waited
+        `reading.max_delay_ms`, so records follow their lines (not with a shard, whose chunks
+        must be the same whatever the timing)."""
         from bilstm.runtime.sharding import select_chunks
 
-        lines = iter_lines(source, reading.max_line_bytes)
-        chunks = iter(lambda: list(islice(lines, reading.chunk_size)), [])
+        delay = None if reading.shard is not None else reading.max_delay_ms
+        chunks = line_batches(source, reading.max_line_bytes, reading.chunk_size, delay)
         for chunk in select_chunks(chunks, reading.shard):
             yield self.line_records(chunk, opts), len(chunk)
+
+    def stream_records(
+        self, batches: Iterable[list[Any]], opts: RunOptions
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Records of texts as they arrive (`stream`): str or UTF-8 bytes, one line end
+        removed; `line` counts the inputs from 1."""
+        number = 0
+        for batch in batches:
+            lines = []
+            for value in batch:
+                number += 1
+                lines.append(_value_line(number, _strip_line_end(value), opts.max_text_bytes))
+            yield self.line_records(lines, opts)
 
     def value_records(self, values: Sequence[Any], opts: RunOptions) -> list[dict[str, Any]]:
         """Records for a data-frame column of texts (str or UTF-8 bytes); null, non-text and
         too long values get error records."""
         lines = [_value_line(i, v, opts.max_text_bytes) for i, v in enumerate(values)]
         return self.line_records(lines, opts)
+
+
+def _strip_line_end(value: Any) -> Any:
+    """A line read from a socket or file, without its LF or CRLF (other values as they are)."""
+    if isinstance(value, str):
+        return value[:-1].removesuffix("\r") if value.endswith("\n") else value
+    if isinstance(value, bytes | bytearray):
+        return value[:-1].removesuffix(b"\r") if value.endswith(b"\n") else value
+    return value
 
 
 def _value_line(index: int, value: Any, max_bytes: int) -> Line:
