@@ -42,8 +42,14 @@ def _export_checkpoint(checkpoint: Path, out: Path) -> Any:
 
 def app() -> typer.Typer:
     """The umbrella app as `main` runs it for the runtime's commands (eval takes checkpoint
-    folders); `train` and `export` are separate apps, see `TRAINING_APPS`."""
-    return umbrella_app(checkpoint_exporter=_export_checkpoint)
+    folders) and `serve`; `train` and `export` are separate apps, see `TRAINING_APPS`."""
+    umbrella = umbrella_app(checkpoint_exporter=_export_checkpoint)
+    # The command module imports only typer; FastAPI, uvicorn and the models load when
+    # `serve` runs (the serve extra), so `bilstm --help` starts as fast as before.
+    from bilstm.runtime.serve.command import serve
+
+    umbrella.command("serve")(serve)
+    return umbrella
 
 
 def main() -> None:
