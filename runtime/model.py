@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -395,7 +395,12 @@ class BiLSTM:
             raise InputError(f"max_delay_ms must be a number >= 0, got {max_delay_ms!r}")
         given = {k: v for k, v in options.items() if v is not None}
         opts = RunOptions(self._batch(batch_size), **given)
-        batches = deadline_batches(inputs, chunk_size, max_delay_ms)
+        return self._stream(deadline_batches(inputs, chunk_size, max_delay_ms), opts)
+
+    def _stream(
+        self, batches: Generator[list[Any], None, None], opts: RunOptions
+    ) -> Iterator[dict[str, Any]]:
+        """`stream`'s records (its arguments are checked when it is called, not iterated)."""
         try:
             for records in self.stream_records(batches, opts):
                 yield from records

@@ -397,10 +397,10 @@ def test_stream_forecaster_online(demand: BiLSTM) -> None:
 
 def test_stream_options_checked(sentiment: BiLSTM, demand: BiLSTM) -> None:
     with pytest.raises(InputError, match="top_k applies to cloze models only"):
-        next(sentiment.stream(["x"], top_k=3))
+        sentiment.stream(["x"], top_k=3)  # checked when called, before any iteration
     with pytest.raises(InputError, match="stream\\(\\) takes a list"):
-        next(sentiment.stream("a text"))
+        sentiment.stream("a text")
     with pytest.raises(InputError, match="max_delay_ms"):
-        next(sentiment.stream(["x"], max_delay_ms=-1))
+        sentiment.stream(["x"], max_delay_ms=-1)
     with pytest.raises(DataError, match="not in the header"):
         list(demand.stream(["a,b\n", "1,2\n"]))
