@@ -49,6 +49,10 @@ def app() -> typer.Typer:
     from bilstm.runtime.serve.command import serve
 
     umbrella.command("serve")(serve)
+    # Imports only typer; matplotlib loads when a plot is drawn (the plot extra).
+    from bilstm.runtime.plots import plot_app
+
+    umbrella.add_typer(plot_app(), name="plot")
     return umbrella
 
 

@@ -199,7 +199,7 @@ def test_damaged_history_loads_with_a_warning(  # type: ignore[no-untyped-def]
     save_checkpoint(tiny_ckpt, folder)
     lines = (folder / "history.jsonl").read_text().splitlines()
     (folder / "history.jsonl").write_text(lines[0] + '\n{"epoch": 2, "tr\n' + lines[2] + "\n")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="bilstm"):
         ckpt = load_checkpoint(folder)
     assert [h["epoch"] for h in ckpt.history] == [1, 3]
     assert f"{folder / 'history.jsonl'}:2: skipped a damaged history line" in caplog.text
