@@ -60,12 +60,14 @@ def main() -> None:
     """Entry point of `bilstm`."""
     argv = sys.argv[1:]
     if argv and argv[0] in TRAINING_APPS:
+        # torch and onnx load when the command runs (its --help needs neither): on the
+        # runtime-only install either step can find them missing.
         try:
             training_app = TRAINING_APPS[argv[0]]()
+            invoke(training_app, argv[1:], f"bilstm {argv[0]}")
         except ImportError as exc:
             try:
                 missing_training_extra(argv[0], exc)
             except typer.Exit as done:
                 sys.exit(done.exit_code)
-        invoke(training_app, argv[1:], f"bilstm {argv[0]}")
     invoke(app())

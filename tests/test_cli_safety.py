@@ -213,3 +213,23 @@ def test_the_bilstm_entry_point_runs_runtime_commands() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"task": "classify"' in out.stdout
+
+
+def test_train_without_torch_says_how_to_install(tmp_path: Path) -> None:
+    """The runtime-only install: `bilstm train`'s options parse, then torch is missing."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "t.tsv"
+    data.write_text("pos\tgood\nneg\tbad\n")
+    argv = ["bilstm", "train", "classify", "--data", str(data), "--dev", str(data)]
+    argv += ["--out", str(tmp_path / "o")]
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.argv = " + repr(argv) + "; "
+        "from bilstm.cli import main; main()"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "pip install" in out.stderr and "bilstm[train]" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "o").exists()
