@@ -12,16 +12,7 @@ from bilstm.core.reader import Line
 from bilstm.runtime.taskspec import RunOptions
 
 if TYPE_CHECKING:
-    from bilstm.runtime.model import BiLSTM
     from bilstm.runtime.tasks import Forecaster, TextModel
-
-
-def tsv_columns(
-    model: BiLSTM, probabilities: bool, rolling: bool = False, anomalies: bool = False
-) -> list[str]:
-    """TSV/table header of a task's records: every field a record can carry."""
-    opts = RunOptions(1, probabilities=probabilities, rolling=rolling, anomalies=anomalies)
-    return model.tsv_columns(opts)
 
 
 def tsv_cells(record: dict[str, Any], columns: Sequence[str]) -> list[str]:

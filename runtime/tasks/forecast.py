@@ -38,6 +38,22 @@ SPEC = TaskSpec(
 )
 
 
+def anomaly_scores(
+    actual: Sequence[float | None],
+    forecast: Sequence[float | None],
+    stats: tuple[np.ndarray, np.ndarray],
+    threshold: float,
+) -> tuple[list[float | None], list[bool | None]]:
+    """Per step: the residual (actual - forecast) in dev-set residual standard deviations, and
+    whether it is beyond `threshold`; None where the actual or the forecast is unknown."""
+    mean, std = stats
+    z = [
+        None if a is None or f is None else round(float((a - f - mean[h]) / std[h]), 4)
+        for h, (a, f) in enumerate(zip(actual, forecast, strict=True))
+    ]
+    return z, [None if v is None else abs(v) > threshold for v in z]
+
+
 class Forecaster(BiLSTM):
     """A forecaster: `forecast(windows)` gives the next `horizon` values of `target`."""
 
@@ -148,36 +164,40 @@ class Forecaster(BiLSTM):
                 f"{self.window}; give at least {self.window} rows"
             )
         starts = window_starts(n, self.window, opts.rolling)
+        target = values[:, self.columns.index(self.target)]
+        stats = self.residual_stats() if opts.anomalies else None  # once, not per window
         step = max(opts.batch_size, 1) * 16
         records: list[dict[str, Any]] = []
         for begin in range(0, len(starts), step):
             part = starts[begin : begin + step]
             windows = np.stack([values[s : s + self.window] for s in part])
             for s, fc in zip(part, self.forecast(windows, opts.batch_size), strict=True):
-                records.append(self._record(values, rows, s + self.window, fc, opts))
+                end = s + self.window
+                records.append(self._record(rows[end - 1], target, end, fc, opts, stats))
         return records
 
     def _record(
-        self, values: np.ndarray, rows: Sequence[int], end: int, fc: Forecast, opts: RunOptions
+        self,
+        row: int,
+        target: np.ndarray,
+        end: int,
+        fc: Forecast,
+        opts: RunOptions,
+        stats: tuple[np.ndarray, np.ndarray] | None,
     ) -> dict[str, Any]:
-        """The record of the window ending before row `end`."""
-        rec: dict[str, Any] = {"row": rows[end - 1], "forecast": [round(v, 6) for v in fc.values]}
+        """The record of the window ending before row `end` (file line `row`)."""
+        rec: dict[str, Any] = {"row": row, "forecast": [round(v, 6) for v in fc.values]}
         if not opts.rolling:
             return rec
-        target = values[:, self.columns.index(self.target)]
         actual = [
-            round(float(target[end + h]), 6) if end + h < len(values) else None
+            round(float(target[end + h]), 6) if end + h < len(target) else None
             for h in range(self.horizon)
         ]
         rec["actual"] = actual
-        if opts.anomalies:
-            mean, std = self.residual_stats()
-            z = [
-                None if a is None else round(float((a - f - mean[h]) / std[h]), 4)
-                for h, (a, f) in enumerate(zip(actual, fc.values, strict=True))
-            ]
-            rec["zscores"] = z
-            rec["anomalies"] = [None if v is None else abs(v) > opts.threshold for v in z]
+        if stats is not None:
+            rec["zscores"], rec["anomalies"] = anomaly_scores(
+                actual, fc.values, stats, opts.threshold
+            )
         return rec
 
     def read_series(self, source: str) -> tuple[np.ndarray, list[int]]:
@@ -342,10 +362,7 @@ class OnlineForecast:
         self.target = model.columns.index(model.target)
         self.recent: deque[np.ndarray] = deque(maxlen=model.window)
         self.made: deque[list[float] | None] = deque(maxlen=model.horizon)
-        self.mean: np.ndarray | None = None
-        self.std: np.ndarray | None = None
-        if opts.anomalies:
-            self.mean, self.std = model.residual_stats()
+        self.stats = model.residual_stats() if opts.anomalies else None
 
     # -- rows in ---------------------------------------------------------------------------
 
@@ -459,7 +476,7 @@ class OnlineForecast:
 
     def _check(self, number: int, value: np.ndarray) -> dict[str, Any] | None:
         """The check of an arrived row against the forecasts made for it, if any."""
-        assert self.mean is not None and self.std is not None
+        assert self.stats is not None
         made = list(self.made)
         expected = [
             made[-h][h - 1] if h <= len(made) and made[-h] is not None else None  # type: ignore[index]
@@ -468,11 +485,9 @@ class OnlineForecast:
         if all(e is None for e in expected):
             return None
         actual = round(float(value[self.target]), 6)  # as --rolling computes its z-scores
-        z = [
-            None if e is None else round(float((actual - e - self.mean[h]) / self.std[h]), 4)
-            for h, e in enumerate(expected)
-        ]
-        flags = [None if v is None else abs(v) > self.opts.threshold for v in z]
+        z, flags = anomaly_scores(
+            [actual] * len(expected), expected, self.stats, self.opts.threshold
+        )
         return {
             "row": number,
             "actual": actual,
