@@ -24,8 +24,6 @@ import onnx
 
 from benchmarks._common import REPO
 from bilstm.core.preprocess import TextEncoder
-from bilstm.core.tokenizer import Tokenizer
-from bilstm.core.vocab import Vocabulary
 from bilstm.export.standalone import StandaloneRunner, compare_preprocessing
 from bilstm.runtime.metadata import METADATA_KEY, ModelMetadata
 
@@ -61,14 +59,7 @@ def encoder(model: onnx.ModelProto) -> tuple[TextEncoder, str]:
     """The Python runtime's preprocessing of a standalone model, and its task."""
     meta = ModelMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
     assert meta.tokenizer is not None
-    chars = meta.task_config.get("char_vocabulary")
-    enc = TextEncoder(
-        Tokenizer(meta.tokenizer),
-        Vocabulary(meta.vocabulary),
-        Vocabulary(chars) if chars else None,
-        int(meta.task_config.get("max_word_length", 20)),
-    )
-    return enc, meta.task
+    return TextEncoder.create(meta.tokenizer, meta.vocabulary, meta.task_config), meta.task
 
 
 def main(argv: Sequence[str] | None = None) -> int:

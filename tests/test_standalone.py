@@ -27,10 +27,8 @@ from bilstm.core.preprocess import BLANK, MASK, TextEncoder  # noqa: E402
 from bilstm.core.tokenizer import (  # noqa: E402
     DEFAULT_PATTERN,
     WHITESPACE_PATTERN,
-    Tokenizer,
     TokenizerConfig,
 )
-from bilstm.core.vocab import Vocabulary  # noqa: E402
 from bilstm.export import export_checkpoint  # noqa: E402
 from bilstm.export import standalone as sa  # noqa: E402
 from bilstm.models.checkpoint import Checkpoint  # noqa: E402
@@ -119,14 +117,7 @@ def _encoder(path: Path) -> tuple[TextEncoder, ModelMetadata]:
     model = onnx.load(str(path))
     meta = ModelMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
     assert meta.tokenizer is not None
-    chars = meta.task_config.get("char_vocabulary")
-    enc = TextEncoder(
-        Tokenizer(meta.tokenizer),
-        Vocabulary(meta.vocabulary),
-        Vocabulary(chars) if chars else None,
-        int(meta.task_config.get("max_word_length", 20)),
-    )
-    return enc, meta
+    return TextEncoder.create(meta.tokenizer, meta.vocabulary, meta.task_config), meta
 
 
 def _parity(path: Path, texts: list[str]) -> dict[str, object]:
