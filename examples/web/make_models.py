@@ -1,7 +1,7 @@
 """Build the web page's standalone models (raw text in) from the built-in models.
 
     python examples/web/make_models.py                  # -> examples/web/models/*.onnx
-    python examples/web/make_models.py --out DIR sentiment-int8 pos-en
+    python examples/web/make_models.py --out DIR sentiment-int8   # any built-in text model
 
 `bilstm export CHECKPOINT --with-tokenizer` needs the training checkpoint; the built-in models
 ship without theirs. This script wraps a built-in model's id graph in the same in-graph
@@ -24,20 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
+import onnx  # noqa: TID251 (an export tool, not the runtime)
 import onnxruntime as ort
-from onnx import version_converter
+from onnx import version_converter  # noqa: TID251
 
 from bilstm.core.atomic import atomic_path
 from bilstm.core.errors import BiLSTMError, ExportError, ParityError
-from bilstm.export.standalone import PROBE_TEXTS, STANDALONE_OPSET, build_standalone, describe
+from bilstm.export.standalone import (  # noqa: TID251
+    PROBE_TEXTS,
+    STANDALONE_OPSET,
+    build_standalone,
+    describe,
+)
 from bilstm.runtime import BiLSTM
 from bilstm.runtime import metadata as md
 from bilstm.runtime.builtin import resolve_model
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent
-DEFAULT_MODELS = ("sentiment-int8", "pos-en")
+DEFAULT_MODELS = ("sentiment", "pos-en")  # what the page loads
 TOLERANCE = 1e-5
 
 
@@ -122,13 +127,18 @@ def verify(name: str, model: onnx.ModelProto, texts: list[str]) -> dict[str, flo
             worst = max(worst, diff)
             same = tokens == list(want.tokens)[:n] and tags == list(want.tags) and diff <= TOLERANCE
         if not same:
-            raise ParityError(f"{name}: the standalone model differs from the runtime on text {line}: {text[:80]!r}")
+            raise ParityError(
+                f"{name}: the standalone model differs from the runtime on text {line}: "
+                f"{text[:80]!r}"
+            )
     return {"texts": float(len(texts)), "max_abs_diff": worst}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help="built-in model names")
+    parser.add_argument(
+        "models", nargs="*", default=list(DEFAULT_MODELS), help="built-in model names"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "models", help="output folder")
     args = parser.parse_args(argv)
     try:

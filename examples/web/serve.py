@@ -30,7 +30,7 @@ ISOLATION_HEADERS = {
 class IsolatedHandler(SimpleHTTPRequestHandler):
     """Static files with the cross-origin isolation headers, no caching, quiet log."""
 
-    extensions_map = {
+    extensions_map = {  # noqa: RUF012 (the base class's attribute, extended)
         **SimpleHTTPRequestHandler.extensions_map,
         ".mjs": "text/javascript",
         ".js": "text/javascript",
@@ -44,7 +44,7 @@ class IsolatedHandler(SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")  # rebuilt models show up on reload
         super().end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base signature)
+    def log_message(self, format: str, *args: object) -> None:
         if self.server.verbose:  # type: ignore[attr-defined]
             super().log_message(format, *args)
 
@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", action="store_true", help="log each request on stderr")
     args = parser.parse_args(argv)
     if not (HERE / "node_modules" / "onnxruntime-web").is_dir():
-        print(f"error: run `npm ci` in {HERE.name}/ first (onnxruntime-web is missing)", file=sys.stderr)
+        print(
+            f"error: run `npm ci` in {HERE.name}/ first (onnxruntime-web is missing)",
+            file=sys.stderr,
+        )
         return 2
     try:
         server = make_server(HERE, args.port, args.log)
