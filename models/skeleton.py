@@ -19,6 +19,7 @@ from rich.console import Console
 from bilstm.models.checkpoint import Checkpoint
 from bilstm.models.config import TrainConfig
 from bilstm.models.training import (
+    EpochCallback,
     TaskSpec,
     parameter_count,
     seed_everything,
@@ -72,11 +73,13 @@ def train(
     data_info: dict[str, Any],
     console: Console | None = None,
     resume: bool = False,
+    on_epoch: EpochCallback | None = None,
 ) -> Checkpoint:
     """Train `task`, keeping the best epoch by its dev metric and saving `out` every epoch.
 
     With `resume`, the checkpoint at `out` (vocabulary, labels, settings, scalers) and its
-    trainer state are continued instead of building a fresh one.
+    trainer state are continued instead of building a fresh one. `on_epoch` is called with
+    each epoch's history row (see `training.EpochCallback`).
     """
     console = console or Console(stderr=True, soft_wrap=True)
     # Seeded before `build`, which draws the initial weights.
@@ -94,6 +97,6 @@ def train(
         "dev_examples": prepared.dev_examples,
     }
     ckpt = train_and_save(
-        model, prepared.spec, train_cfg, console, out, prepared.base, summary, state
+        model, prepared.spec, train_cfg, console, out, prepared.base, summary, state, on_epoch
     )
     return task.finish(ckpt, prepared, out, console)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,6 +131,28 @@ Saver = Callable[[dict[str, torch.Tensor], FitResult, FitState], None]
 the trainer state that `--resume` needs."""
 
 
+EpochCallback = Callable[[dict[str, Any]], None]
+"""Called after every epoch (on every rank) with that epoch's history row: `epoch`,
+`train_loss`, `dev_<metric>` numbers, `lr`, `seconds`. It may raise to stop training (a tuner
+pruning a hopeless trial); the checkpoint saved for that epoch is kept."""
+
+_EPOCH_CALLBACK: ContextVar[EpochCallback | None] = ContextVar("epoch_callback", default=None)
+
+
+@contextlib.contextmanager
+def epoch_callback(callback: EpochCallback) -> Iterator[None]:
+    """Have every `fit` run in this context (thread/task) call `callback` after each epoch.
+
+    This reaches the loop through the task modules and `bilstm train`'s command unchanged
+    (how `bilstm tune` watches its trials); `fit(on_epoch=...)` is the direct way.
+    """
+    token = _EPOCH_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size); (0, 1) unless running under an initialised torch.distributed group."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -235,6 +259,7 @@ def fit(
     console: Console,
     save: Saver | None = None,
     resume: FitState | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the weights of the best dev epoch.
 
@@ -243,7 +268,9 @@ def fit(
     same shuffled order; losses are summed across ranks, every rank scores the full dev set
     with the same weights (so all agree on early stopping), and only rank 0 calls `save`.
     `resume` is a trainer state written by an earlier run: training continues after its epoch.
+    `on_epoch` (default: the one set by `epoch_callback`) is called after each epoch is saved.
     """
+    on_epoch = on_epoch or _EPOCH_CALLBACK.get()
     loop = _start(model, spec, cfg, console, resume)
     lengths = spec.lengths("train")
     started = time.perf_counter()
@@ -263,6 +290,8 @@ def fit(
             save(loop.best_state, result, loop.state(epoch))
         if loop.world > 1:
             torch.distributed.barrier()
+        if on_epoch is not None:
+            on_epoch(dict(loop.history[-1]))
     model.load_state_dict(loop.best_state)
     model.eval()
     return FitResult(
@@ -386,6 +415,7 @@ def train_and_save(
     base: Checkpoint,
     summary: dict[str, Any],
     resume: FitState | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> Checkpoint:
     """Run `fit`, saving `out` after every epoch (best weights + trainer state).
 
@@ -410,7 +440,7 @@ def train_and_save(
     def save(best: dict[str, torch.Tensor], result: FitResult, state: FitState) -> None:
         save_checkpoint(finished(result), out, weights=best, trainer_state=state.to_dict())
 
-    result = fit(model, spec, train_cfg, console, save=save, resume=resume)
+    result = fit(model, spec, train_cfg, console, save=save, resume=resume, on_epoch=on_epoch)
     return finished(result)
 
 

@@ -9,6 +9,10 @@
   `--anomalies` marked (forecast, `Forecaster.series_records`), top-1/top-k accuracy by
   blank position and sentence length (cloze, `ClozeModel.fill` on the seeded blanks that
   `bilstm eval` asks).
+- `bilstm plot study TUNE_DIR -o study.png`: an Optuna study (`bilstm tune`'s `study.db`, or
+  any Optuna SQLite file): objective per trial with the best so far, parameter importances,
+  and the Pareto front of accuracy vs items/s for a two-objective study. Read-only: the file
+  is checked to hold Optuna's tables (opened read-only) before Optuna opens it.
 
 The format comes from the output's suffix (.png, .svg); `--width/--height` (inches) and
 `--dpi` fix the size exactly (no tight bounding box). Figures are built with
@@ -17,8 +21,9 @@ global state. The output is checked before any work (`core/outpaths.py`: never a
 never a folder) and written atomically (`core/atomic.py`).
 
 This module imports only typer at load time: the umbrella registers `plot_app()` without
-paying for matplotlib, which is imported when a plot is drawn. What differs between tasks
-is looked up once in `CURVES` and `EVAL_PLOTS` (keyed by the task name), never branched on.
+paying for matplotlib (or optuna), which is imported when a plot is drawn. What differs
+between tasks is looked up once in `CURVES` and `EVAL_PLOTS` (keyed by the task name),
+never branched on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -528,6 +534,211 @@ def eval_figure(
     return fig
 
 
+# -- Optuna studies (bilstm tune) -----------------------------------------------------------
+
+STUDY_DB = "study.db"
+PREFERRED_STUDY = "bilstm-tune"
+
+
+@dataclass
+class StudyView:
+    """What the study picture needs of an Optuna study, read without writing to it."""
+
+    name: str
+    metric_names: list[str]
+    directions: list[str]
+    """"maximize" or "minimize" per objective."""
+    complete: list[Any]
+    """Completed FrozenTrials, by number."""
+    pruned: list[Any]
+    importances: dict[str, float] | None
+    importance_note: str
+    front: list[Any]
+    """Pareto-optimal trials (multi-objective), by first objective."""
+
+
+def study_path(target: Path) -> Path:
+    """The SQLite file of a study: `target` itself, or `target/study.db` (a tune folder).
+
+    Checked to be an SQLite database with Optuna's tables, opened read-only, before Optuna
+    sees it: Optuna creates what is missing, and a plot must never write to its input."""
+    import sqlite3
+
+    target = Path(target)
+    path = target / STUDY_DB if target.is_dir() else target
+    if not path.is_file():
+        raise InputError(
+            f"{target}: no Optuna study here (expected {STUDY_DB} in a bilstm tune folder, "
+            "or an SQLite study file)"
+        )
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"{path}: not an SQLite database ({exc})") from None
+    if not {"studies", "trials"} <= tables:
+        raise DataError(f"{path}: an SQLite database without an Optuna study in it")
+    return path
+
+
+def read_study(target: Path) -> StudyView:
+    """The study in `target` (a bilstm tune folder or an Optuna SQLite file)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    path = study_path(target)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{path.resolve()}"
+    names = optuna.study.get_all_study_names(storage)
+    if not names:
+        raise DataError(f"{path}: holds no study")
+    name = PREFERRED_STUDY if PREFERRED_STUDY in names else names[0]
+    if len(names) > 1 and PREFERRED_STUDY not in names:
+        raise DataError(f"{path}: holds several studies {names}; cannot tell which to draw")
+    study = optuna.load_study(study_name=name, storage=storage)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise DataError(f"{path}: study {name!r} has no completed trial to draw yet")
+    directions = [d.name.lower() for d in study.directions]
+    metric_names = list(study.metric_names or [f"objective {i}" for i in range(len(directions))])
+    importances: dict[str, float] | None = None
+    note = ""
+    searched = {k for t in complete for k in t.params}
+    if len(complete) < 2 or not searched:
+        note = "importances need 2 completed trials with searched parameters"
+    else:
+        # PED-ANOVA rates what leads to *low* values: negate a maximised objective.
+        sign = -1.0 if directions[0] == "maximize" else 1.0
+        try:
+            with warnings.catch_warnings():  # its "low values" notice: handled by `sign`
+                warnings.simplefilter("ignore", UserWarning)
+                importances = optuna.importance.get_param_importances(
+                    study, target=lambda t: sign * t.values[0]
+                )
+        except (ValueError, RuntimeError) as exc:
+            note = f"no importances: {exc}"
+    return StudyView(
+        name=name,
+        metric_names=metric_names,
+        directions=directions,
+        complete=sorted(complete, key=lambda t: t.number),
+        pruned=study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)),
+        importances=importances,
+        importance_note=note,
+        front=sorted(study.best_trials, key=lambda t: t.values[0]) if len(directions) > 1 else [],
+    )
+
+
+def study_figure(target: Path, width: float, height: float) -> Figure:
+    """The study's history (every completed trial, pruned ones at their last reported value,
+    the best so far as a line) and its parameter importances; for two objectives also the
+    Pareto front of the first against the second (int8 items/s marked when recorded)."""
+    from matplotlib.figure import Figure
+
+    view = read_study(target)
+    multi = len(view.directions) > 1
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, 3 if multi else 2)
+    metric, maximize = view.metric_names[0], view.directions[0] == "maximize"
+    hist_ax, imp_ax = axes[0], axes[1]
+    xs = [t.number for t in view.complete]
+    ys = [t.values[0] for t in view.complete]
+    hist_ax.plot(xs, ys, marker="o", linestyle="none", label="completed")
+    pruned = [
+        (t.number, t.intermediate_values[max(t.intermediate_values)])
+        for t in view.pruned
+        if t.intermediate_values
+    ]
+    if pruned:
+        hist_ax.plot(
+            [p[0] for p in pruned],
+            [p[1] for p in pruned],
+            marker="x",
+            linestyle="none",
+            color="grey",
+            label="pruned (last value)",
+        )
+    best, running = [], None
+    for y in ys:
+        running = y if running is None else (max(running, y) if maximize else min(running, y))
+        best.append(running)
+    hist_ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    hist_ax.set(
+        title=f"history: {metric} ({'higher' if maximize else 'lower'} is better)",
+        xlabel="trial",
+        ylabel=metric,
+    )
+    hist_ax.legend(loc="best", fontsize="small")
+    hist_ax.xaxis.get_major_locator().set_params(integer=True)
+    if view.importances:
+        names = list(view.importances)[::-1]
+        imp_ax.barh(range(len(names)), [view.importances[n] for n in names], color="tab:blue")
+        imp_ax.set_yticks(range(len(names)), names)
+        imp_ax.set(title=f"importance for {metric}", xlabel="importance (sums to 1)")
+    else:
+        imp_ax.text(
+            0.5,
+            0.5,
+            view.importance_note,
+            ha="center",
+            va="center",
+            wrap=True,
+            transform=imp_ax.transAxes,
+        )
+        imp_ax.set(title=f"importance for {metric}")
+        imp_ax.set_axis_off()
+    if multi:
+        _pareto(axes[2], view)
+    fig.suptitle(f"study {view.name}: {len(view.complete)} completed, {len(view.pruned)} pruned")
+    return fig
+
+
+def _pareto(ax: Axes, view: StudyView) -> None:
+    speed_name, metric = view.metric_names[1], view.metric_names[0]
+    ax.plot(
+        [t.values[1] for t in view.complete],
+        [t.values[0] for t in view.complete],
+        marker="o",
+        linestyle="none",
+        color="lightgrey",
+        label="trials",
+    )
+    front = sorted(view.front, key=lambda t: t.values[1])
+    ax.plot(
+        [t.values[1] for t in front],
+        [t.values[0] for t in front],
+        marker="o",
+        color="tab:red",
+        label="Pareto front (fp32)",
+    )
+    int8 = [
+        (t.user_attrs["int8_items_per_s"], t.values[0])
+        for t in front
+        if isinstance(t.user_attrs.get("int8_items_per_s"), int | float)
+    ]
+    if int8:
+        ax.plot(
+            [p[0] for p in int8],
+            [p[1] for p in int8],
+            marker="^",
+            linestyle="none",
+            color="tab:green",
+            label="front, int8",
+        )
+    for t in front:
+        ax.annotate(
+            str(t.number),
+            (t.values[1], t.values[0]),
+            fontsize="x-small",
+            textcoords="offset points",
+            xytext=(3, 3),
+        )
+    ax.set(title=f"Pareto front: {metric} vs {speed_name}", xlabel=speed_name, ylabel=metric)
+    ax.legend(loc="best", fontsize="small")
+
+
 # -- files ----------------------------------------------------------------------------------
 
 
@@ -688,14 +899,50 @@ def evaluation(
     typer.echo(f"wrote {output}", err=True)
 
 
+def study(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="A bilstm tune folder (--out) or an Optuna SQLite study file.",
+            show_default=False,
+        ),
+    ],
+    output: OutOpt = Path("study.png"),
+    width: WidthOpt = 12.0,
+    height: HeightOpt = DEFAULT_HEIGHT,
+    dpi: DpiOpt = DEFAULT_DPI,
+    debug: DebugOpt = False,
+) -> None:
+    """An Optuna study's history and parameter importances (and its Pareto front when it has
+    two objectives, as bilstm tune --objective accuracy,speed), read-only (needs optuna)."""
+    with _plot_errors(debug, output):
+        db = folder / STUDY_DB if folder.is_dir() else folder
+        fmt = check_output(output, [db])
+        _check_size(width, height, dpi)
+        try:
+            fig = study_figure(folder, width, height)
+        except ImportError as exc:
+            if "optuna" not in str(exc.name or exc):
+                raise
+            raise BiLSTMError(
+                "`bilstm plot study` needs optuna (the tune extra): pip install 'bilstm[tune]'"
+            ) from None
+        save_figure(fig, output, dpi, fmt)
+    typer.echo(f"wrote {output}", err=True)
+
+
 def plot_app() -> typer.Typer:
-    """`bilstm plot`: its subcommands `curves` and `eval` (register with `add_typer`)."""
+    """`bilstm plot`: its subcommands `curves`, `eval` and `study` (register with `add_typer`)."""
     app = typer.Typer(
-        help="Draw training curves or a model's evaluation as PNG/SVG (needs the plot extra).",
+        help=(
+            "Draw training curves, a model's evaluation or a tuning study as PNG/SVG "
+            "(needs the plot extra)."
+        ),
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
     )
     app.command("curves")(curves)
     app.command("eval")(evaluation)
+    app.command("study")(study)
     return app
