@@ -30,7 +30,24 @@ def _export_app() -> typer.Typer:
     return app
 
 
-TRAINING_APPS = {"train": _train_app, "export": _export_app}
+def _tune_app() -> typer.Typer:
+    from bilstm.models.tune_cli import app
+
+    return app
+
+
+def _import_app() -> typer.Typer:
+    from bilstm.models.import_cli import app
+
+    return app
+
+
+TRAINING_APPS = {
+    "train": _train_app,
+    "export": _export_app,
+    "tune": _tune_app,
+    "import": _import_app,
+}
 
 
 def _export_checkpoint(checkpoint: Path, out: Path) -> Any:
