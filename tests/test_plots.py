@@ -7,10 +7,12 @@ an SVG of width x 72 by height x 72 points with the expected axes) and the figur
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from bilstm.runtime.plots import (
     curves_figure,
     eval_figure,
     plot_app,
+    study_figure,
 )
 from bilstm.runtime.taskspec import RunOptions
 
@@ -368,3 +371,124 @@ def test_importing_the_command_does_not_load_matplotlib() -> None:
         "assert 'matplotlib' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- Optuna studies (bilstm tune) ------------------------------------------------------------
+
+
+def write_study(folder: Path, speed: bool) -> Path:
+    """A bilstm tune folder's study.db, made with Optuna directly: 4 completed trials (one
+    with int8 speed), 1 pruned, as `bilstm tune` records them."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    folder.mkdir()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=f"sqlite:///{folder / 'study.db'}",
+        study_name="bilstm-tune",
+        directions=["maximize", "maximize"] if speed else ["maximize"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.set_metric_names(["accuracy", "items_per_s"] if speed else ["accuracy"])
+    dists = {
+        "hidden_size": CategoricalDistribution([32, 64, 128]),
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    rows = [
+        (0.70, 900.0, 32, 1e-3),
+        (0.80, 500.0, 64, 3e-3),
+        (0.75, 700.0, 128, 1e-4),
+        (0.60, 400.0, 64, 1e-2),
+    ]
+    for acc, speed_value, hidden, lr in rows:
+        study.add_trial(
+            create_trial(
+                values=[acc, speed_value] if speed else [acc],
+                params={"hidden_size": hidden, "lr": lr},
+                distributions=dists,
+                user_attrs={"int8_items_per_s": speed_value * 1.5} if hidden == 32 else {},
+            )
+        )
+    if not speed:
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params={"hidden_size": 32, "lr": 5e-3},
+                distributions=dists,
+                intermediate_values={1: 0.5, 2: 0.55},
+            )
+        )
+    return folder
+
+
+def test_study_history_and_importances(tmp_path: Path) -> None:
+    folder = write_study(tmp_path / "tune", speed=False)
+    out = tmp_path / "study.png"
+    result = run_plot("study", folder, "-o", out, "--width", 10, "--height", 4, "--dpi", 50)
+    assert result.exit_code == 0, result.output
+    assert png_size(out) == (500, 200)
+    fig = study_figure(folder, 10, 4)
+    history, importance = fig.axes
+    assert labelled_lines(history) == ["completed", "pruned (last value)", "best so far"]
+    completed, pruned, best = history.get_lines()
+    assert list(completed.get_xdata()) == [0, 1, 2, 3]
+    assert list(completed.get_ydata()) == [0.70, 0.80, 0.75, 0.60]
+    assert (list(pruned.get_xdata()), list(pruned.get_ydata())) == ([4], [0.55])
+    assert list(best.get_ydata()) == [0.70, 0.80, 0.80, 0.80]
+    bars = importance.patches
+    assert len(bars) == 2
+    names = [t.get_text() for t in importance.get_yticklabels()]
+    assert sorted(names) == ["hidden_size", "lr"]
+    assert sum(b.get_width() for b in bars) == pytest.approx(1.0)
+
+
+def test_study_with_two_objectives_draws_the_pareto_front(tmp_path: Path) -> None:
+    folder = write_study(tmp_path / "tune", speed=True)
+    out = tmp_path / "study.svg"
+    result = run_plot("study", folder, "-o", out, "--width", 12, "--height", 4)
+    assert result.exit_code == 0, result.output
+    assert svg_info(out) == ("864pt", "288pt", 3)
+    pareto = study_figure(folder, 12, 4).axes[2]
+    assert labelled_lines(pareto) == ["trials", "Pareto front (fp32)", "front, int8"]
+    trials, front, int8 = pareto.get_lines()
+    assert len(trials.get_xdata()) == 4
+    # (900, 0.70), (500, 0.80), (700, 0.75) are optimal; (400, 0.60) is dominated.
+    assert list(front.get_xdata()) == [500.0, 700.0, 900.0]
+    assert list(front.get_ydata()) == [0.80, 0.75, 0.70]
+    assert (list(int8.get_xdata()), list(int8.get_ydata())) == ([1350.0], [0.70])
+
+
+def test_study_input_is_read_only_and_checked(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = write_study(tmp_path / "tune", speed=False)
+    db = folder / "study.db"
+    before = db.read_bytes()
+    same = run_plot("study", db, "-o", tmp_path / "same.png")  # the file itself works too
+    assert same.exit_code == 0, same.output
+    assert db.read_bytes() == before
+    named = tmp_path / "named.png"  # a study file with an image suffix, as its own output
+    named.write_bytes(before)
+    onto = run_plot("study", named, "-o", named)
+    assert onto.exit_code == 2 and "would destroy" in onto.stderr
+    assert named.read_bytes() == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = run_plot("study", empty, "-o", tmp_path / "x.png")
+    assert missing.exit_code == 2 and "no Optuna study" in missing.stderr
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as con:
+        con.execute("CREATE TABLE notes (x TEXT)")
+        con.commit()
+    kept = other.read_bytes()
+    foreign = run_plot("study", other, "-o", tmp_path / "y.png")
+    assert foreign.exit_code == 2 and "without an Optuna study" in foreign.stderr
+    assert other.read_bytes() == kept  # Optuna never got to create its tables in it
+    text = tmp_path / "text.db"
+    text.write_text("not a database at all, just text of some length " * 20)
+    bad = run_plot("study", text, "-o", tmp_path / "z.png")
+    assert bad.exit_code == 2 and "not an SQLite database" in bad.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "z.png").exists()
