@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -245,6 +246,119 @@ def test_tritonclient_talks_to_the_server(server: Served, models: dict[str, BiLS
     client.close()
 
 
+# -- standalone models: raw text in as OIP BYTES ---------------------------------------------
+
+STANDALONE_TEXTS = ["a gorgeous witty movie", "dull and flat", "the dog barks .", "witty"]
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict[str, Any]]]:
+    """A server of two standalone (`--with-tokenizer`) models: a classifier and a tagger."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from helpers.checkpoints import random_checkpoint
+
+    from bilstm.export import export_checkpoint
+
+    folder = tmp_path_factory.mktemp("serve-standalone")
+    paths = {}
+    for task, extra in (("classify", {}), ("tag", {"char_dim": 3, "char_filters": 4})):
+        ckpt = random_checkpoint(task, texts=STANDALONE_TEXTS, hidden_size=5, **extra)
+        paths[task] = folder / f"{task}.onnx"
+        export_checkpoint(ckpt, paths[task], with_tokenizer=True, verify=False)
+    srv = Served(*(f"sa-{t}={p}" for t, p in paths.items()), "--port=0", "--threads=1")
+    loaded = {t: BiLSTM.load(p, threads=1) for t, p in paths.items()}
+    yield srv, loaded
+    srv.client.close()
+    assert srv.stop() == 0
+
+
+def _text_input(triton: Any, texts: list[str], binary: bool) -> Any:
+    tensor = triton.InferInput("text", [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=object), binary_data=binary)
+    return tensor
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> bool:
+    if want.dtype == object:  # binary BYTES come back as bytes, JSON ones as str
+        decoded = [v.decode() if isinstance(v, bytes) else v for v in got.ravel()]
+        return decoded == [str(v) for v in want.ravel()] and got.size == want.size
+    return np.array_equal(got.reshape(want.shape), want)
+
+
+def test_tritonclient_sends_bytes_to_standalone_models(
+    standalone: tuple[Served, dict[str, Any]],
+) -> None:
+    triton = pytest.importorskip("tritonclient.http")
+    srv, loaded = standalone
+    client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
+    meta = client.get_model_metadata("sa-classify")
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
+        ("text", "BYTES", [-1])
+    ]
+    outputs = {o["name"]: (o["datatype"], o["shape"]) for o in meta["outputs"]}
+    assert outputs["label"] == ("BYTES", [-1])
+    assert outputs["classes"] == ("BYTES", [3])  # no batch axis: the labels, whole
+    assert outputs["probabilities"] == ("FP32", [-1, 3])
+    tag_meta = client.get_model_metadata("sa-tag")
+    assert {o["name"]: o["shape"] for o in tag_meta["outputs"]}["tags"] == [-1, -1]
+
+    for name, task in (("sa-classify", "classify"), ("sa-tag", "tag")):
+        texts = [*STANDALONE_TEXTS, "", "Ünïcödé 🎬 witty"]
+        want = loaded[task].run({"text": np.array(texts, dtype=object)})
+        for binary in (True, False):
+            result = client.infer(name, [_text_input(triton, texts, binary)])
+            for output, value in want.items():
+                assert _same(result.as_numpy(output), value), (name, output, binary)
+    bad = triton.InferInput("text", [1], "INT64")
+    bad.set_data_from_numpy(np.zeros(1, np.int64))
+    with pytest.raises(Exception, match="BYTES"):
+        client.infer("sa-classify", [bad])
+    client.close()
+
+
+def test_standalone_requests_are_batched_only_where_results_stay_the_same(
+    standalone: tuple[Served, dict[str, Any]],
+) -> None:
+    triton = pytest.importorskip("tritonclient.http")
+    srv, loaded = standalone
+    rng = np.random.default_rng(5)
+    words = " ".join(STANDALONE_TEXTS).split()
+    requests = [
+        [" ".join(rng.choice(words, rng.integers(1, 12))) for _ in range(rng.integers(1, 4))]
+        for _ in range(24)
+    ]
+
+    def infer(args: tuple[str, list[str]]) -> None:
+        name, texts = args
+        client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
+        try:
+            result = client.infer(name, [_text_input(triton, texts, True)])
+        finally:
+            client.close()
+        # alone: a tagger's `tokens`/`tags` are as long as this request's longest text
+        want = loaded[name.removeprefix("sa-")].run({"text": np.array(texts, dtype=object)})
+        for output, value in want.items():
+            assert _same(result.as_numpy(output), value), (name, output)
+
+    def tag_batches() -> tuple[float, float]:
+        text = srv.client.get("/metrics").text
+        found = dict(
+            re.findall(r'^bilstm_batch_rows_(count|sum)\{model="sa-tag"\} (\S+)$', text, re.M)
+        )
+        return float(found.get("count", 0)), float(found.get("sum", 0))
+
+    before = tag_batches()
+    jobs = [(n, t) for n in ("sa-classify", "sa-tag") for t in requests]
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(infer, jobs))
+    after = tag_batches()
+    # the tagger's output length depends on the run's texts: its requests are never stacked,
+    # so each batch holds one request's rows
+    rows = sum(len(t) for t in requests)
+    assert (after[0] - before[0], after[1] - before[1]) == (len(requests), rows)
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 IDS = {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [5, 6]}
@@ -448,6 +562,45 @@ def test_docs_and_openapi(server: Served) -> None:
 # -- security, timeouts, shutdown -------------------------------------------------------------
 
 
+class HeldRequest:
+    """A predict request whose body is still arriving: headers and part of the body sent on
+    a raw socket, the rest on `finish()`. While it is open, a forming batch waits for it."""
+
+    def __init__(self, srv: Served, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps({"inputs": ["held back"]}).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.sock = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])))
+        self.sock.settimeout(60)
+        self.sock.sendall(
+            f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Type: "
+            f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        self.rest = body[5:]
+        wait_for_metric(srv, 'bilstm_arriving_requests{model="sentiment"} 1.0', headers)
+
+    def finish(self) -> int:
+        """Send the rest of the body; the response's status."""
+        self.sock.sendall(self.rest)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        self.sock.close()
+        return int(head.split(b" ", 2)[1])
+
+
+def wait_for_metric(srv: Served, line: str, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if line in srv.client.get("/metrics", headers=headers).text.splitlines():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"/metrics never showed {line}")
+
+
 def test_api_key_and_timeout() -> None:
     srv = Served(
         "sentiment",
@@ -464,10 +617,24 @@ def test_api_key_and_timeout() -> None:
         assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/v2/models/sentiment", headers={"X-API-Key": "s3cret-key"}).status_code == 200
         auth = {"Authorization": "Bearer s3cret-key"}
+        assert c.post(PREDICT, json={"inputs": ["x"]}, headers=auth).status_code == 200
+        # a batch waits (400 ms) only for a request still arriving: past --timeout, a 504
+        held = HeldRequest(srv, auth)
         got = c.post(PREDICT, json={"inputs": ["x"]}, headers=auth)
-        assert (
-            got.status_code == 504 and "timeout" in got.json()["error"]
-        )  # waits 400 ms for a batch
+        assert got.status_code == 504 and "timeout" in got.json()["error"]
+        assert held.finish() == 200
+    finally:
+        srv.client.close()
+        assert srv.stop() == 0
+
+
+def test_a_lone_request_does_not_wait_for_max_delay() -> None:
+    srv = Served("sentiment", "--port=0", "--max-delay-ms=5000", "--threads=1")
+    try:
+        for _ in range(3):
+            start = time.monotonic()
+            assert srv.client.post(PREDICT, json={"inputs": ["x"]}).status_code == 200
+            assert time.monotonic() - start < 2.5  # the 5 s delay is for arriving requests
     finally:
         srv.client.close()
         assert srv.stop() == 0
@@ -480,7 +647,7 @@ def test_off_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sigterm_finishes_accepted_requests_and_refuses_new_ones(models: dict[str, BiLSTM]) -> None:
-    srv = Served("sentiment", "--port=0", "--max-delay-ms=3000", "--max-batch=1000", "--threads=1")
+    srv = Served("sentiment", "--port=0", "--max-delay-ms=5000", "--max-batch=1000", "--threads=1")
     texts = [[f"request {i} was a fine movie"] * (1 + i % 3) for i in range(12)]
     rows = sum(len(t) for t in texts)
 
@@ -491,18 +658,13 @@ def test_sigterm_finishes_accepted_requests_and_refuses_new_ones(models: dict[st
             )
 
     try:
+        held = HeldRequest(srv)  # the batch waits for it: the 12 below stay queued
         with ThreadPoolExecutor(len(texts)) as pool:
             futures = [pool.submit(post, t) for t in texts]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # all accepted and queued (the batch waits 3 s)
-                metrics = srv.client.get("/metrics").text
-                if f'bilstm_queue_rows{{model="sentiment"}} {float(rows)}' in metrics:
-                    break
-                time.sleep(0.02)
-            else:
-                raise AssertionError("requests were not queued")
+            wait_for_metric(srv, f'bilstm_queue_rows{{model="sentiment"}} {float(rows)}')
             srv.proc.send_signal(signal.SIGTERM)
             answers = [f.result(60) for f in futures]
+            assert held.finish() == 200  # accepted before SIGTERM, its body after: answered too
         for inputs, got in zip(texts, answers, strict=True):
             assert got.status_code == 200
             assert got.text == "".join(

@@ -37,7 +37,7 @@ from bilstm.core.reader import DEFAULT_MAX_LINE_BYTES
 from bilstm.runtime import metadata as md
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.output import _JsonLine
-from bilstm.runtime.serve.batching import Batcher, Draining, Job, QueueFull
+from bilstm.runtime.serve.batching import Arrival, Batcher, Draining, Job, QueueFull
 from bilstm.runtime.serve.metrics import Metrics
 from bilstm.runtime.serve.oip import (
     HEADER_LENGTH,
@@ -46,6 +46,7 @@ from bilstm.runtime.serve.oip import (
     encode_outputs,
     requested_outputs,
     split_body,
+    stackable,
     tensor_specs,
 )
 from bilstm.runtime.taskspec import RunOptions
@@ -62,6 +63,8 @@ NDJSON = "application/x-ndjson"
 # scores single windows, so they are refused with a reason.
 RECORD_PARAMETERS: dict[str, type] = {"top_k": int, "probabilities": bool, "tokenize": str}
 SERIES_PARAMETERS = ("rolling", "anomalies", "threshold")
+# Rows per ORT call for text models in the server (see scoring_batch).
+TEXT_SCORING_BATCH = 8
 # Paths anyone may read without the API key: probes and the API's own description.
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json")
 # A body over the limit is read and dropped up to this size so the client gets its 413
@@ -116,6 +119,9 @@ class ServedModel:
     name: str
     model: BiLSTM
     mergeable: bool
+    """Requests may be scored together (results do not depend on the other rows)."""
+    infer_mergeable: bool = False
+    """OIP requests with equal input shapes may be stacked (see `oip.stackable`)."""
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     predict_batcher: Batcher | None = None
@@ -190,15 +196,17 @@ def score_infer(served: ServedModel, jobs: Sequence[Job]) -> list[Any]:
         feeds = {k: np.concatenate([w.feeds[k] for w in works]) for k in works[0].feeds}
     values = served.model.run(feeds, works[0].names)
     rows = sum(j.rows for j in jobs)
+    batched = {s.name for s in served.outputs if s.batched}
     for name, value in values.items():
-        if value.ndim == 0 or value.shape[0] != rows:
+        if name in batched and (value.ndim == 0 or value.shape[0] != rows):
             raise InputError(f"output {name!r} has shape {list(value.shape)}, not [{rows}, ...]")
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise InputError(f"output {name!r} holds non-finite values for these inputs")
     results: list[Any] = []
     start = 0
     for job, work in zip(jobs, works, strict=True):
-        mine = {k: v[start : start + job.rows] for k, v in values.items()}
+        # outputs without a batch axis (a standalone model's `classes`) go to every job whole
+        mine = {k: v[start : start + job.rows] if k in batched else v for k, v in values.items()}
         start += job.rows
         results.append(
             encode_outputs(served.name, work.request_id, mine, served.outputs, work.binary)
@@ -277,7 +285,18 @@ def run_options(served: ServedModel, parameters: Any) -> RunOptions:
         chosen[name] = value
     names = {f.name for f in fields(RunOptions)}
     assert set(chosen) <= names
-    return RunOptions(model.batch_size, max_text_bytes=DEFAULT_MAX_LINE_BYTES, **chosen)
+    return RunOptions(scoring_batch(model), max_text_bytes=DEFAULT_MAX_LINE_BYTES, **chosen)
+
+
+def scoring_batch(model: BiLSTM) -> int:
+    """Rows per ONNX Runtime call when the server scores a batch of requests. ORT's LSTM runs
+    every step of the longest row for all rows, and the texts of unrelated requests differ
+    in length: one call on 64 of them cost as much as 64 calls on one each, while calls on
+    length-sorted groups of 8 were ~1.5x faster than either (benchmarks/findings/serve.md).
+    Inputs of one fixed length (forecast windows) keep the model's batch size."""
+    if model.SPEC.text_input:
+        return min(model.batch_size, TEXT_SCORING_BATCH)
+    return model.batch_size
 
 
 def check_feeds(feeds: dict[str, np.ndarray], max_items: int) -> int:
@@ -335,9 +354,15 @@ class Guard:
             await send(message)
 
         refusal = self.server.refusal(scope)
+        scoring = None if refusal is not None else self.server.scoring_route(scope)
         try:
             if refusal is not None:
                 await refusal(scope, receive, send_wrapper)
+            elif scoring is not None:
+                # Straight to the handler: FastAPI's routing, dependency and middleware layers
+                # cost more of the event loop per request than the handler itself (profile in
+                # benchmarks/findings/serve.md); the FastAPI routes stay for /docs.
+                await self.server.answer(*scoring, scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
@@ -381,6 +406,7 @@ class Server:
             served = ServedModel(name, model, batch_invariant(model))
             served.inputs = tensor_specs(model.session.get_inputs())
             served.outputs = tensor_specs(model.session.get_outputs())
+            served.infer_mergeable = served.mergeable and stackable(served.inputs, served.outputs)
             served.predict_batcher = self._batcher(name, served, score_predict)
             served.infer_batcher = self._batcher(name, served, score_infer)
             self.models[name] = served
@@ -399,6 +425,7 @@ class Server:
             m.batch_seconds.labels(name).observe(seconds)
 
         gauge = m.queue_rows.labels(name)
+        arriving = m.arriving.labels(name)
         return Batcher(
             name,
             lambda jobs: score(served, jobs),
@@ -406,14 +433,17 @@ class Server:
             self.config.max_delay_ms / 1000,
             self.config.max_queue,
             observe=observe,
-            queue_gauge=lambda rows: gauge.set(self._queued(name, rows)),
+            queue_gauge=lambda _rows: gauge.set(self._model_sum(name, "queued_rows")),
+            arriving_gauge=lambda _n: arriving.set(self._model_sum(name, "arriving_requests")),
         )
 
-    def _queued(self, name: str, _rows: int) -> int:
+    def _model_sum(self, name: str, attribute: str) -> int:
+        """A batcher figure summed over the model's two batchers (predict and infer)."""
         served = self.models.get(name)
-        if served is None:
-            return _rows
-        return sum(b.queued_rows for b in (served.predict_batcher, served.infer_batcher) if b)
+        if served is None:  # the batchers are being made
+            return 0
+        batchers = (served.predict_batcher, served.infer_batcher)
+        return sum(int(getattr(b, attribute)) for b in batchers if b is not None)
 
     def batchers(self) -> list[Batcher]:
         return [b for s in self.models.values() for b in (s.predict_batcher, s.infer_batcher) if b]
@@ -451,23 +481,66 @@ class Server:
             raise HTTPError(404, f"unknown model {name!r}; serving {sorted(self.models)}")
         return served
 
-    async def submit(self, batcher: Batcher | None, payload: Any, rows: int, key: Any) -> Any:
-        assert batcher is not None
+    async def result(
+        self, batcher: Batcher, arrival: Arrival, payload: Any, rows: int, key: Any
+    ) -> Any:
+        """Queue the request's job and wait for its result (503, 504 and 400 as HTTPError)."""
         try:
-            return await asyncio.wait_for(batcher.submit(payload, rows, key), self.config.timeout_s)
+            future = batcher.enqueue(payload, rows, key, arrival)
+        except (QueueFull, Draining) as exc:
+            raise HTTPError(503, str(exc)) from None
+        try:
+            # on a future (not a coroutine) wait_for makes no task: a timer and a callback
+            return await asyncio.wait_for(future, self.config.timeout_s)
         except asyncio.TimeoutError:
             raise HTTPError(
                 504, f"no result within --timeout {self.config.timeout_s:g} s"
             ) from None
-        except QueueFull as exc:
-            raise HTTPError(503, str(exc)) from None
-        except Draining as exc:
-            raise HTTPError(503, str(exc)) from None
         except BiLSTMError as exc:
             raise HTTPError(400, str(exc)) from None
 
+    def scoring_route(self, scope: Scope) -> tuple[Callable[[str, Request], Any], str] | None:
+        """The handler and model name of `POST /v1/models/NAME/predict` or
+        `/v2/models/NAME/infer`, else None."""
+        if scope.get("method") != "POST":
+            return None
+        parts = scope["path"].split("/")
+        if len(parts) != 5 or parts[0] or parts[2] != "models":
+            return None
+        if parts[1] == "v1" and parts[4] == "predict":
+            return self.predict, parts[3]
+        if parts[1] == "v2" and parts[4] == "infer":
+            return self.infer, parts[3]
+        return None
+
+    async def answer(
+        self,
+        handler: Callable[[str, Request], Awaitable[Response]],
+        name: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Run a scoring route's handler as a plain ASGI app, errors as one-line JSON."""
+        try:
+            response = await handler(name, Request(scope, receive))
+        except HTTPError as exc:
+            response = error_response(exc.status, exc.message)
+        except Exception as exc:  # answered as 500, logged with the traceback
+            logging.getLogger("bilstm.serve").exception("internal error")
+            response = error_response(500, f"internal error: {type(exc).__name__}")
+        await response(scope, receive, send)
+
     async def predict(self, name: str, request: Request) -> Response:
         served = self.model(name)
+        batcher = served.predict_batcher
+        assert batcher is not None
+        with batcher.arriving() as arrival:
+            return await self._predict(served, batcher, arrival, request)
+
+    async def _predict(
+        self, served: ServedModel, batcher: Batcher, arrival: Arrival, request: Request
+    ) -> Response:
         body = await read_body(request, self.config.max_body_bytes)
         data = parse_json(body)
         if not isinstance(data, dict):
@@ -489,14 +562,22 @@ class Server:
         ndjson = NDJSON in request.headers.get("accept", "")
         key = opts if served.mergeable else None
         work = PredictWork(inputs, opts, ndjson)
-        payload, errors = await self.submit(served.predict_batcher, work, len(inputs), key)
+        payload, errors = await self.result(batcher, arrival, work, len(inputs), key)
         if errors:
-            self.metrics.item_errors.labels(name).inc(errors)
+            self.metrics.item_errors.labels(served.name).inc(errors)
         media = NDJSON if ndjson else "application/json"
         return Response(payload, media_type=media)
 
     async def infer(self, name: str, request: Request) -> Response:
         served = self.model(name)
+        batcher = served.infer_batcher
+        assert batcher is not None
+        with batcher.arriving() as arrival:
+            return await self._infer(served, batcher, arrival, request)
+
+    async def _infer(
+        self, served: ServedModel, batcher: Batcher, arrival: Arrival, request: Request
+    ) -> Response:
         body = await read_body(request, self.config.max_body_bytes)
         try:
             header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
@@ -511,11 +592,11 @@ class Server:
             raise HTTPError(400, str(exc)) from None
         rows = check_feeds(feeds, self.config.max_items)
         key = None
-        if served.mergeable:
+        if served.infer_mergeable:
             shapes = tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in feeds.items()))
             key = (shapes, tuple(names))
         work = InferWork(feeds, names, as_binary, header.get("id"))
-        payload, header_length = await self.submit(served.infer_batcher, work, rows, key)
+        payload, header_length = await self.result(batcher, arrival, work, rows, key)
         if header_length is None:
             return Response(payload, media_type="application/json")
         return Response(

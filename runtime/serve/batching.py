@@ -1,11 +1,15 @@
 """Dynamic batching: concurrent requests for one model are queued and scored together.
 
 A `Batcher` owns one model session's queue and one worker thread. Its collector task (on the
-event loop) takes the oldest job, then waits at most `max_delay_s` from that job's arrival
-for more jobs of the same kind (`Job.key`) until `max_batch` rows are gathered, and hands
-the batch to the worker thread; while the thread scores, the loop keeps accepting and
-queueing. Jobs whose key is None are scored alone (a model whose results would depend on
-the batch, e.g. int8 with dynamic quantization, gets None keys).
+event loop) takes the oldest job and every queued job of the same kind (`Job.key`) that fits
+in `max_batch` rows, and hands the batch to the worker thread at once, unless requests for
+this batcher are still arriving (announced with `arriving()`, their bodies not yet read and
+parsed): only then does it wait for them, at most `max_delay_s` from the oldest job's arrival.
+Under load the batches form by themselves: while the worker thread scores one batch, the
+loop keeps accepting, and everything queued meanwhile goes out as the next batch. A lone
+request never waits for company that is not coming (the cost of the fixed wait that Triton's
+`max_queue_delay` pays at low load). Jobs whose key is None are scored alone (a model whose
+results would depend on the batch, e.g. int8 with dynamic quantization, gets None keys).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 
@@ -42,6 +47,36 @@ Scorer = Callable[[Sequence[Job]], list[Any]]
 """Scores a batch of jobs (in the worker thread); one result, or an exception, per job."""
 
 
+class Arrival:
+    """A request on its way into a batcher (body being read or parsed): while any is open,
+    a forming batch may wait for it. Closed when its job is queued or the request fails."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher = batcher
+        self._open = False
+
+    def __enter__(self) -> Arrival:
+        self._open = True
+        self._batcher._arriving += 1
+        self._batcher._arrivals_changed()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._arriving -= 1
+            self._batcher._arrivals_changed()
+            self._batcher._wake()
+
+
 class Batcher:
     """The queue and worker thread of one model session."""
 
@@ -54,6 +89,7 @@ class Batcher:
         max_queue_rows: int,
         observe: Callable[[int, float], None] | None = None,
         queue_gauge: Callable[[int], None] | None = None,
+        arriving_gauge: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self._score = score
@@ -62,9 +98,11 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self._observe = observe
         self._queue_gauge = queue_gauge
+        self._arriving_gauge = arriving_gauge
         self._queue: deque[Job] = deque()
         self._queued_rows = 0
         self._forming = 0  # rows of the batch that is waiting for more
+        self._arriving = 0  # open Arrivals: requests known to be coming
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"bilstm-serve-{name}")
@@ -76,13 +114,28 @@ class Batcher:
         """Rows waiting: queued, or in the batch that waits for more (not yet scoring)."""
         return self._queued_rows + self._forming
 
+    @property
+    def arriving_requests(self) -> int:
+        """Requests announced with `arriving()` whose job is not queued yet."""
+        return self._arriving
+
     def start(self) -> None:
         """Start the collector on the running event loop."""
         self._wakeup = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._collect())
 
-    async def submit(self, payload: Any, rows: int, key: Hashable | None) -> Any:
-        """Queue a job and wait for its result (its exception is raised here)."""
+    def arriving(self) -> Arrival:
+        """Announce a request whose job will follow (use as a context manager around reading
+        and parsing it; `enqueue(..., arrival)` closes it)."""
+        return Arrival(self)
+
+    def enqueue(
+        self, payload: Any, rows: int, key: Hashable | None, arrival: Arrival | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue a job; its future gets the result (or the exception). Cancelling the future
+        (a timeout) drops the job if it is not being scored yet."""
+        if arrival is not None:
+            arrival.close()
         if self._closing:
             raise Draining("the server is shutting down")
         if self._queued_rows and self._queued_rows + rows > self.max_queue_rows:
@@ -93,9 +146,20 @@ class Batcher:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(Job(payload, rows, key, future))
         self._set_queued(self._queued_rows + rows)
-        assert self._wakeup is not None, "Batcher.start() was not called"
-        self._wakeup.set()
-        return await future
+        self._wake()
+        return future
+
+    async def submit(self, payload: Any, rows: int, key: Hashable | None) -> Any:
+        """Queue a job and wait for its result (its exception is raised here)."""
+        return await self.enqueue(payload, rows, key)
+
+    def _arrivals_changed(self) -> None:
+        if self._arriving_gauge is not None:
+            self._arriving_gauge(self._arriving)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _set_queued(self, rows: int, forming: int | None = None) -> None:
         self._queued_rows = rows
@@ -106,7 +170,7 @@ class Batcher:
 
     def _take(self, first: Job, batch: list[Job], rows: int) -> int:
         """Move queued jobs that fit and merge with `first` into `batch`; the rows now held."""
-        if first.key is None:
+        if first.key is None or not self._queue:
             return rows
         kept: deque[Job] = deque()
         while self._queue:
@@ -120,6 +184,29 @@ class Batcher:
             else:
                 kept.append(job)
         self._queue = kept
+        return rows
+
+    async def _gather(self, first: Job, batch: list[Job], rows: int) -> int:
+        """Fill the batch: what is queued now, what the requests already parsed on this pass
+        of the event loop queue, and, while requests are still arriving, what they bring
+        until the oldest job has waited `max_delay_s`."""
+        assert self._wakeup is not None
+        rows = self._take(first, batch, rows)
+        if first.key is None or rows >= self.max_batch:
+            return rows
+        await asyncio.sleep(0)  # one loop pass: handlers that are ready queue their jobs
+        rows = self._take(first, batch, rows)
+        deadline = first.enqueued + self.max_delay_s
+        while self._arriving and rows < self.max_batch and not self._closing:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+            rows = self._take(first, batch, rows)
         return rows
 
     async def _collect(self) -> None:
@@ -137,20 +224,11 @@ class Batcher:
                 self._set_queued(self._queued_rows, 0)
                 continue
             batch = [first]
-            rows = self._take(first, batch, first.rows)
-            deadline = first.enqueued + self.max_delay_s
-            while first.key is not None and rows < self.max_batch and not self._closing:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), left)
-                except asyncio.TimeoutError:
-                    rows = self._take(first, batch, rows)
-                    break
-                rows = self._take(first, batch, rows)
+            await self._gather(first, batch, first.rows)
+            batch = [job for job in batch if not job.future.cancelled()]
             self._set_queued(self._queued_rows, 0)
+            if not batch:
+                continue
             start = time.perf_counter()
             self.busy = True
             try:
@@ -158,7 +236,7 @@ class Batcher:
             finally:
                 self.busy = False
             if self._observe is not None:
-                self._observe(rows, time.perf_counter() - start)
+                self._observe(sum(job.rows for job in batch), time.perf_counter() - start)
             for job, result in zip(batch, results, strict=True):
                 if job.future.done():
                     continue  # the request timed out or its client went away
@@ -186,8 +264,7 @@ class Batcher:
     def close(self) -> None:
         """Refuse new jobs; the collector finishes what is queued, then stops."""
         self._closing = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
 
     async def drain(self) -> None:
         """Wait for the queued work to finish, then stop the worker thread."""

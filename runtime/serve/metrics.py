@@ -36,6 +36,12 @@ class Metrics:
         self.queue_rows = Gauge(
             "bilstm_queue_rows", "Rows waiting for a batch", ["model"], registry=r
         )
+        self.arriving = Gauge(
+            "bilstm_arriving_requests",
+            "Requests being received (body not yet read and parsed); a batch may wait for them",
+            ["model"],
+            registry=r,
+        )
         self.batch_rows = Histogram(
             "bilstm_batch_rows",
             "Rows per scored batch",

@@ -43,6 +43,15 @@ class TensorSpec:
     datatype: str
     shape: tuple[int, ...]
     dtype: Any
+    axes: tuple[str | None, ...] = ()
+    """The graph's name of each variable axis ("batch", "time"; None: unnamed), "" for a
+    fixed one."""
+
+    @property
+    def batched(self) -> bool:
+        """Whether the first axis is the batch (a variable axis), so rows can be stacked
+        along it; an output such as a standalone model's `classes` is the same for all."""
+        return bool(self.shape) and self.shape[0] == -1
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -53,9 +62,30 @@ def tensor_specs(args: list[Any]) -> list[TensorSpec]:
     specs = []
     for arg in args:
         datatype, dtype = ORT_TYPES.get(arg.type, (arg.type, None))
-        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
-        specs.append(TensorSpec(arg.name, datatype, shape, dtype))
+        fixed = [isinstance(d, int) and d >= 0 for d in arg.shape]
+        shape = tuple(d if ok else -1 for d, ok in zip(arg.shape, fixed, strict=True))
+        axes = tuple(
+            "" if ok else (d if isinstance(d, str) and d else None)
+            for d, ok in zip(arg.shape, fixed, strict=True)
+        )
+        specs.append(TensorSpec(arg.name, datatype, shape, dtype, axes))
     return specs
+
+
+def stackable(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> bool:
+    """Whether requests' rows may be stacked into one run and their outputs split back
+    unchanged: every input has the batch first, and every variable output axis after the
+    batch is one the inputs have too (so requests merged by equal input shapes get the
+    sizes they would alone). A standalone tagger's `time` comes from the longest text of
+    the run, so its requests are run one by one."""
+    if not inputs or not all(s.batched for s in inputs):
+        return False
+    known = {a for s in inputs for a in s.axes[1:] if a}
+    for spec in outputs:
+        rest = spec.axes[1:] if spec.batched else spec.axes
+        if any(a is None or (a and a not in known) for a in rest):
+            return False
+    return True
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
