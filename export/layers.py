@@ -35,10 +35,19 @@ def _gates(w: np.ndarray, cell: str) -> np.ndarray:
     return np.concatenate([blocks[i] for i in _GATE_ORDER[cell]], axis=0)
 
 
-def rnn_weights(state: dict[str, torch.Tensor], prefix: str, cell: str) -> tuple[np.ndarray, ...]:
-    """ONNX W [2, G*H, in], R [2, G*H, H], B [2, 2*G*H] of one PyTorch bidirectional layer."""
+def rnn_weights(
+    state: dict[str, torch.Tensor],
+    prefix: str,
+    cell: str,
+    suffixes: tuple[str, ...] = ("_l0", "_l0_reverse"),
+) -> tuple[np.ndarray, ...]:
+    """ONNX W [D, G*H, in], R [D, G*H, H], B [D, 2*G*H] of one PyTorch layer.
+
+    `suffixes`: the parameter name suffix of each direction (forward first), as PyTorch
+    names them: `_l0, _l0_reverse` for layer 0 of a bidirectional layer stack.
+    """
     ws, rs, bs = [], [], []
-    for suffix in ("_l0", "_l0_reverse"):
+    for suffix in suffixes:
         ws.append(_gates(as_array(state[f"{prefix}weight_ih{suffix}"]), cell))
         rs.append(_gates(as_array(state[f"{prefix}weight_hh{suffix}"]), cell))
         bs.append(

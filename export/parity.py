@@ -96,15 +96,18 @@ class CaseResult:
     argmax_total: int = 0
 
 
-def valid_positions(task: str, feeds: Mapping[str, np.ndarray], value: np.ndarray) -> np.ndarray:
+def valid_positions(
+    task: str | None, feeds: Mapping[str, np.ndarray], value: np.ndarray
+) -> np.ndarray:
     """Only real positions count for per-token outputs (padding rows are never read).
 
     Tagging outputs [batch, time, ...] become [real tokens, ...]; two arrays padded to
     different widths (the standalone graph's and the Python runtime's) then line up.
+    `task` None (a user's module, `export_module`): every position counts.
     """
     from bilstm.runtime.tasks import spec
 
-    if not spec(task).per_token:
+    if task is None or not spec(task).per_token:
         return value
     lens = feeds[md.LENGTHS]
     return value[np.arange(value.shape[1])[None, :] < lens[:, None]]
@@ -112,7 +115,7 @@ def valid_positions(task: str, feeds: Mapping[str, np.ndarray], value: np.ndarra
 
 def compare(
     case: Case,
-    task: str,
+    task: str | None,
     reference: Mapping[str, np.ndarray],
     candidate: Mapping[str, np.ndarray],
     outputs: Sequence[str],
@@ -149,7 +152,7 @@ def compare(
 
 def compare_cases(
     cases: Iterable[Case],
-    task: str,
+    task: str | None,
     reference: Callable[[Arrays], Arrays],
     candidate: Callable[[Arrays], Arrays],
     outputs: Sequence[str] | None,

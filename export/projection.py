@@ -81,35 +81,68 @@ def projected_layer(
     `valid` is a bool [time, batch, 1] mask of real positions. Returns the per-direction
     sequences ([time, batch, proj] each) and final states ([batch, proj] each).
     """
-    batch = g.op("Shape", [lengths])
-    zeros_h = g.op(
-        "ConstantOfShape",
-        [g.op("Concat", [batch, g.const("proj", np.array([proj], np.int64))], axis=0)],
-        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
-    )
-    zeros_c = g.op(
-        "ConstantOfShape",
-        [g.op("Concat", [batch, g.const("hidden", np.array([hidden], np.int64))], axis=0)],
-        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
-    )
+    zeros_h = zero_state(g, lengths, proj)
+    zeros_c = zero_state(g, lengths, hidden)
     seqs, finals = [], []
     for suffix, reverse in (("_l0", False), ("_l0_reverse", True)):
-        tag = f"proj{layer}{'r' if reverse else 'f'}"
-        w = _np(state[f"{prefix}weight_ih{suffix}"])
-        bias = _np(state[f"{prefix}bias_ih{suffix}"]) + _np(state[f"{prefix}bias_hh{suffix}"])
-        xw = g.op("Add", [g.op("MatMul", [x, g.const(f"{tag}_W", w.T)]), g.const(f"{tag}_B", bias)])
-        if reverse:
-            xw = g.op("ReverseSequence", [xw, lengths], batch_axis=1, time_axis=0)
-        body = _recurrence(
+        y, h, _ = projected_direction(
             g,
-            tag,
-            _np(state[f"{prefix}weight_hh{suffix}"]),
-            _np(state[f"{prefix}weight_hr{suffix}"]),
-            hidden,
+            state,
+            prefix,
+            suffix,
+            f"proj{layer}{'r' if reverse else 'f'}",
+            x,
+            lengths,
+            valid,
+            (zeros_h, zeros_c),
+            reverse,
         )
-        h, _, y = g.op("Scan", [zeros_h, zeros_c, xw, valid], 3, num_scan_inputs=2, body=body)
-        if reverse:
-            y = g.op("ReverseSequence", [y, lengths], batch_axis=1, time_axis=0)
         seqs.append(y)
         finals.append(h)
     return (seqs[0], seqs[1]), (finals[0], finals[1])
+
+
+def zero_state(g: GraphBuilder, lengths: str, size: int) -> str:
+    """Zeros [batch, size], batch taken from `lengths` [batch]."""
+    batch = g.op("Shape", [lengths])
+    return str(
+        g.op(
+            "ConstantOfShape",
+            [g.op("Concat", [batch, g.const("size", np.array([size], np.int64))], axis=0)],
+            value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+        )
+    )
+
+
+def projected_direction(
+    g: GraphBuilder,
+    state: dict[str, torch.Tensor],
+    prefix: str,
+    suffix: str,
+    tag: str,
+    x: str,
+    lengths: str,
+    valid: str,
+    initial: tuple[str, str],
+    reverse: bool,
+) -> tuple[str, str, str]:
+    """One direction of a projected LSTM layer: PyTorch parameters `{prefix}weight_ih{suffix}`
+    etc., initial (h [batch, proj], c [batch, hidden]); returns (y [time, batch, proj],
+    final h [batch, proj], final c [batch, hidden]). `tag` must be unique in the graph."""
+    hidden = int(state[f"{prefix}weight_hr{suffix}"].shape[1])  # weight_hr: [proj, hidden]
+    w = _np(state[f"{prefix}weight_ih{suffix}"])
+    bias = _np(state[f"{prefix}bias_ih{suffix}"]) + _np(state[f"{prefix}bias_hh{suffix}"])
+    xw = g.op("Add", [g.op("MatMul", [x, g.const(f"{tag}_W", w.T)]), g.const(f"{tag}_B", bias)])
+    if reverse:
+        xw = g.op("ReverseSequence", [xw, lengths], batch_axis=1, time_axis=0)
+    body = _recurrence(
+        g,
+        tag,
+        _np(state[f"{prefix}weight_hh{suffix}"]),
+        _np(state[f"{prefix}weight_hr{suffix}"]),
+        hidden,
+    )
+    h, c, y = g.op("Scan", [initial[0], initial[1], xw, valid], 3, num_scan_inputs=2, body=body)
+    if reverse:
+        y = g.op("ReverseSequence", [y, lengths], batch_axis=1, time_axis=0)
+    return str(y), str(h), str(c)
