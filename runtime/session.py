@@ -21,6 +21,8 @@ CPU = "CPUExecutionProvider"
 # onnxruntime-gpu replaces the CPU wheel (both provide the `onnxruntime` module); 1.21 is the
 # first with `onnxruntime.preload_dlls`, the extras bring CUDA and cuDNN as pip packages.
 GPU_INSTALL = "pip install 'onnxruntime-gpu[cuda,cudnn]>=1.21'"
+ORT_FORMAT_ID = b"ORTM"
+"""The flatbuffer file identifier of ONNX Runtime's ORT format (bytes 4-8 of a `.ort` file)."""
 
 
 class Device(str, Enum):
@@ -70,18 +72,33 @@ _LEVELS = {
 }
 
 
+def is_ort_format(path: Path) -> bool:
+    """True when `path` is an ORT-format model (`bilstm convert --ort`), by its identifier."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and head[4:] == ORT_FORMAT_ID
+
+
 def check_model_file(path: Path) -> ModelSummary:
     """Refuse paths that cannot be a model before ONNX Runtime sees them.
 
     `inspect_model` then walks the file's protobuf structure and refuses one that is not a
     ModelProto, reads external data from outside its folder, or uses unknown operator domains.
+    An ORT-format file is a flatbuffer, not a protobuf: ONNX Runtime verifies its structure
+    when it loads it (an ORT file has no external data), and it runs only on the CPU here
+    (`create_session`), so the walk's summary stays empty for it.
     """
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file")
     if path.is_dir():
-        raise ModelLoadError(f"{path}: is a directory, expected an .onnx file")
+        raise ModelLoadError(f"{path}: is a directory, expected an .onnx or .ort file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the file is empty, expected an ONNX model")
+    if is_ort_format(path):
+        return ModelSummary()
     return inspect_model(path)
 
 
@@ -163,7 +180,11 @@ def create_session(
         raise DeviceError(f"threads must be an integer >= 1, got {threads!r}")
     if checked is None:
         checked = check_model_file(path)
+    ort_format = is_ort_format(path)
     opts = _session_options(optimization, threads, optimized_model_path, profile_prefix)
+    if ort_format:  # whatever the file is called (ONNX Runtime goes by the .ort suffix)
+        opts.add_session_config_entry("session.load_model_format", "ORT")
+        device = _ort_models_on_cpu(path, device)
     device = _text_models_on_cpu(path, device, checked)
     available = ort.get_available_providers()
     want_cuda = device is Device.cuda or (device is Device.auto and CUDA in available)
@@ -202,6 +223,20 @@ def _session_options(
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
     return opts
+
+
+def _ort_models_on_cpu(path: Path, device: Device) -> Device:
+    """An ORT-format file runs on the CPU: `bilstm convert --ort` optimises it for the CPU
+    provider (as ONNX Runtime's converter does for mobile and minimal builds), and the runtime
+    checks of vocabulary against table size that CUDA needs are made on `.onnx` files only."""
+    if device is Device.cuda:
+        raise DeviceError(
+            f"--device cuda cannot run {path}: ORT-format files are converted for the CPU "
+            "(ONNX Runtime Mobile and minimal builds); run the .onnx model on CUDA"
+        )
+    if device is Device.auto and CUDA in ort.get_available_providers():
+        log.warning("device auto: %s is an ORT-format file (CPU only); running on CPU", path)
+    return Device.cpu
 
 
 def _text_models_on_cpu(path: Path, device: Device, checked: ModelSummary) -> Device:
