@@ -1,42 +1,54 @@
 """`bilstm serve` under load: requests/s and p50/p99 latency for 1, 8 and 64 concurrent clients.
 
-    python -m benchmarks.serve [--requests 600] [--concurrency 1,8,64] [--threads 1] [--smoke]
+    python -m benchmarks.serve [--requests 500] [--concurrency 1,8,64] [--threads 1]
+        [--batch-texts 32] [--batch-requests 150] [--batch-concurrency 1,8]
+        [--http auto|h11|httptools] [--loop auto|asyncio|uvloop] [--profile DIR] [--smoke]
 
-Four servers' answers to one review per request, measured in the same run, on loopback:
+Servers measured in the same run, on loopback, with one review of rt_sentiment dev per
+request (then requests of `--batch-texts` reviews):
 
-- `constant`: the bilstm server's own stack (uvicorn + FastAPI + the middleware: access log,
-  metrics, key check) answering a constant record: the HTTP ceiling;
-- `batching on`: `POST /v1/models/NAME/predict` with dynamic batching (--max-batch 64,
-  --max-delay-ms 2);
+- `ceiling`: the same bilstm server process and route (`POST /v1/models/NAME/predict`: the
+  ASGI guard, body limit, JSON parsing, the batcher and its worker thread) for a model whose
+  scoring is replaced by a constant record: everything but scoring;
+- `batching on`: the predict route with the default knobs (--max-batch 64, --max-delay-ms 2);
 - `batching off`: the same with --max-batch 1 (each request scored alone);
-- `torch`: a FastAPI endpoint (sync `def`, FastAPI's thread pool) calling the PyTorch model
-  per request, the way a PyTorch user would write it.
+- `torch`: a FastAPI endpoint (sync `def`, FastAPI's thread pool, pydantic body) calling the
+  PyTorch model of the same weights per request, as a competent PyTorch user writes it:
+  `torch.inference_mode()`, `torch.set_num_threads` matched to ONNX Runtime's, the texts of a
+  request grouped by exact token count and the LSTM layers run on the plain tensor (packing
+  is PyTorch's slow path and unneeded for equal lengths);
+- `bilstm-run`: scoring-only items/s (the summary line, after loading) of `bilstm-run
+  --threads N` on a file of the same texts, the reference for the requests of 32 texts.
 
 The model: a classifier of the shipped `sentiment` model's shape (embedding 128, BiLSTM 128,
 max pooling) trained one epoch here (`bilstm train`) and exported, so both sides run the same
-weights. Texts: rt_sentiment dev (../shared) when present, else synthetic.
+weights. Texts: rt_sentiment dev (../shared, from the public Rotten Tomatoes snippets of
+Pang and Lee, 2005) when present, else synthetic.
 
 Load generator: this process, asyncio with one keep-alive HTTP/1.1 connection per client
 (raw streams, pre-built request bytes: less client overhead than an HTTP library), each
 client sending its next request when the previous answer arrives (closed loop); a bounded
 number of requests per cell, after 20 warm-up requests. Servers are subprocesses bound to
 127.0.0.1 on a free port; each stops on SIGTERM after its cells, and by itself after
---server-lifetime seconds whatever happens here.
+--server-lifetime seconds whatever happens here. With --profile DIR (needs py-spy), the
+batching-on server is sampled during its cell at the highest concurrency; the raw stacks go
+to DIR and the busiest frames per thread into the results.
 """
-
-from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +57,10 @@ if __package__ in (None, ""):
 
 from benchmarks._common import (
     SHARED_DEV,
+    bin_path,
     machine_info,
     make_sentiment_tsv,
+    median,
     parser,
     quantile,
     read_tsv,
@@ -54,8 +68,12 @@ from benchmarks._common import (
     train_cli,
 )
 
-PORT_LINE = re.compile(r"PORT (\d+)")
-CONSTANT = b'{"model": "m", "records": [{"line": 1, "label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9}}]}'  # noqa: E501
+PORT_LINE = re.compile(r"PORT (\d+) HTTP (\S+) LOOP (\S+)")
+SUMMARY = re.compile(r"(\d+) (?:lines|records), \d+ errors, ([\d.]+) s")
+CONSTANT_RECORD = (
+    '{"line": 1, "label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9}}'
+)
+PREDICT = "/v1/models/{}/predict"
 
 
 # -- servers (run as `python -m benchmarks.serve _server ...`) ----------------------------------
@@ -68,70 +86,126 @@ def _server_main(argv: list[str]) -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-delay-ms", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--http", default="auto")
+    p.add_argument("--loop", default="auto")
     p.add_argument("--lifetime", type=float, default=600)
     args = p.parse_args(argv)
     import uvicorn
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
 
     threading.Timer(args.lifetime, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
-    if args.kind == "bilstm":
-        from bilstm.runtime.model import BiLSTM
-        from bilstm.runtime.serve.app import ServeConfig, create_app, setup_access_log
-
-        model = BiLSTM.load(args.path, threads=args.threads)
-        model.warmup(1)
-        app = create_app(
-            {"m": model},
-            ServeConfig(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms),
-        )
-        setup_access_log(False)  # the log line costs the same on every route; measured apart
-
-        async def constant(request: Request) -> Response:
-            await request.body()
-            return Response(CONSTANT, media_type="application/json")
-
-        app.add_route("/bench/constant", constant, methods=["POST"])
-
-    else:
-        import torch
-
-        from bilstm.core.tokenizer import Tokenizer
-        from bilstm.models import load_checkpoint
-
-        torch.set_num_threads(args.threads)
-        ckpt = load_checkpoint(Path(args.path))
-        net = ckpt.model.eval()
-        tokenize, encode = Tokenizer(ckpt.tokenizer).tokenize, ckpt.vocabulary.encode
-        labels = ckpt.labels
-        app = FastAPI()
-
-        @app.post("/v1/models/m/predict")
-        def predict(body: dict[str, Any]) -> dict[str, Any]:
-            records = []
-            for n, text in enumerate(body["inputs"], start=1):
-                ids = encode(tokenize(text))
-                if not ids:
-                    records.append({"line": n, "label": None, "probabilities": None})
-                    continue
-                with torch.inference_mode():
-                    x = torch.tensor([ids], dtype=torch.int64)
-                    pr = torch.softmax(net(x, torch.tensor([len(ids)])), dim=-1)[0].tolist()
-                best = max(range(len(pr)), key=pr.__getitem__)
-                probs = {lab: round(v, 6) for lab, v in zip(labels, pr, strict=True)}
-                records.append({"line": n, "label": labels[best], "probabilities": probs})
-            return {"model": "m", "records": records}
+    app = _bilstm_app(args) if args.kind == "bilstm" else _torch_app(args)
 
     class Announcing(uvicorn.Server):  # type: ignore[misc]
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
+            http = self.config.http_protocol_class.__module__.rsplit(".", 1)[-1]
+            loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
             for srv in self.servers:
                 for sock in srv.sockets:
-                    print(f"PORT {sock.getsockname()[1]}", file=sys.stderr, flush=True)
+                    port = sock.getsockname()[1]
+                    print(f"PORT {port} HTTP {http} LOOP {loop}", file=sys.stderr, flush=True)
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        http=args.http,
+        loop=args.loop,
+    )
     Announcing(config).run()  # SIGTERM: uvicorn's graceful shutdown
     os._exit(0)  # the lifetime timer thread must not keep the process
+
+
+def _bilstm_app(args: argparse.Namespace) -> Any:
+    """`bilstm serve`'s app for the model as "m", and as "constant" with scoring replaced by
+    a constant record per input (the ceiling: the same path without the model)."""
+    from bilstm.runtime.model import BiLSTM
+    from bilstm.runtime.serve import app as serve_app
+
+    model = BiLSTM.load(args.path, threads=args.threads)
+    model.warmup(1)
+    score = serve_app.score_predict
+
+    def score_or_constant(served: Any, jobs: Any) -> list[Any]:
+        if served.name != "constant":
+            return score(served, jobs)
+        results = []
+        for job in jobs:
+            records = ", ".join([CONSTANT_RECORD] * len(job.payload.values))
+            results.append((f'{{"model": "constant", "records": [{records}]}}'.encode(), 0))
+        return results
+
+    serve_app.score_predict = score_or_constant  # read when the app's batchers are made
+    config = serve_app.ServeConfig(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms)
+    app = serve_app.create_app({"m": model, "constant": model}, config)
+    serve_app.setup_access_log(False)  # the log line costs the same on every route
+    return app
+
+
+def _torch_app(args: argparse.Namespace) -> Any:
+    import torch
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    from bilstm.core.tokenizer import Tokenizer
+    from bilstm.models import load_checkpoint
+    from bilstm.models.network import merge_directions
+
+    torch.set_num_threads(args.threads)
+    ckpt = load_checkpoint(Path(args.path))
+    net = ckpt.model.eval()
+    cfg = net.cfg
+    if cfg.pooling not in ("max", "mean", "last"):
+        raise SystemExit(f"the torch endpoint runs max/mean/last pooling, not {cfg.pooling}")
+    tokenize, encode = Tokenizer(ckpt.tokenizer).tokenize, ckpt.vocabulary.encode
+    labels = ckpt.labels
+
+    def logits_of(ids: torch.Tensor) -> torch.Tensor:
+        """The model's forward for rows of one length: no packing needed (nor mask)."""
+        x = net.embedding(ids)
+        final = x
+        for rnn in net.encoder.layers:
+            y, state = rnn(x)
+            h_n = state[0] if isinstance(state, tuple) else state
+            h = cfg.direction_size
+            x = merge_directions(y[..., :h], y[..., h:], cfg.merge)
+            final = merge_directions(h_n[0], h_n[1], cfg.merge)
+        pooled = {"max": lambda: x.max(dim=1).values, "mean": lambda: x.mean(dim=1)}.get(
+            cfg.pooling, lambda: final
+        )()
+        return net.output(pooled)
+
+    class Body(BaseModel):  # resolved at definition: this module has no lazy annotations
+        inputs: list[str]
+
+    app = FastAPI()
+
+    @app.post("/v1/models/m/predict")
+    def predict(body: Body) -> dict[str, Any]:
+        ids = [encode(tokenize(text)) for text in body.inputs]
+        by_length: dict[int, list[int]] = collections.defaultdict(list)
+        for i, seq in enumerate(ids):
+            if seq:
+                by_length[len(seq)].append(i)
+        probs: list[list[float] | None] = [None] * len(ids)
+        with torch.inference_mode():
+            for rows in by_length.values():
+                x = torch.tensor([ids[i] for i in rows], dtype=torch.int64)
+                for i, row in zip(rows, torch.softmax(logits_of(x), -1).tolist(), strict=True):
+                    probs[i] = row
+        records: list[dict[str, Any]] = []
+        for n, pr in enumerate(probs, start=1):
+            if pr is None:
+                records.append({"line": n, "label": None, "probabilities": None})
+                continue
+            best = max(range(len(pr)), key=pr.__getitem__)
+            shown = {lab: round(v, 6) for lab, v in zip(labels, pr, strict=True)}
+            records.append({"line": n, "label": labels[best], "probabilities": shown})
+        return {"model": "m", "records": records}
+
+    return app
 
 
 class Server:
@@ -143,10 +217,21 @@ class Server:
             m = PORT_LINE.search(line)
             if m:
                 self.port = int(m.group(1))
+                self.http, self.loop = m.group(2), m.group(3)
                 break
         else:
             raise RuntimeError(f"server {args} did not start")
         threading.Thread(target=lambda: [None for _ in self.proc.stderr or []], daemon=True).start()
+
+    def batches(self, model: str) -> tuple[float, float]:
+        """(batches scored, rows in them) so far for `model`, from /metrics."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            text = answer.read().decode()
+        found = dict(
+            re.findall(rf'^bilstm_batch_rows_(count|sum){{model="{model}"}} (\S+)$', text, re.M)
+        )
+        return float(found.get("count", 0)), float(found.get("sum", 0))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -159,8 +244,8 @@ class Server:
 # -- load generator ------------------------------------------------------------------------------
 
 
-def request_bytes(path: str, text: str) -> bytes:
-    body = json.dumps({"inputs": [text]}).encode()
+def request_bytes(path: str, texts: list[str]) -> bytes:
+    body = json.dumps({"inputs": texts}).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -209,6 +294,48 @@ async def load(port: int, requests: list[bytes], clients: int, total: int) -> di
     }
 
 
+# -- profile -----------------------------------------------------------------------------------
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or bin_path("py-spy")
+    if not Path(spy).exists() and shutil.which(spy) is None:
+        print("py-spy not found: no profile", file=sys.stderr)
+        return None
+    cmd = [spy, "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", "250", "--threads"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    return proc
+
+
+def stop_profile(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    threads: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        threads[re.sub(r"\s*\(\d+\)", "", frames[0])] += n
+        own[frames[-1]] += n
+        for frame in set(frames[1:]):
+            inclusive[frame] += n
+
+    def share(counter: collections.Counter[str], k: int) -> list[list[Any]]:
+        return [[f, round(n / max(total, 1), 3)] for f, n in counter.most_common(k)]
+
+    return {
+        "samples": total,
+        "threads": share(threads, 6),
+        "self": share(own, 15),
+        "inclusive": share(inclusive, 40),
+    }
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -239,6 +366,30 @@ def build_model(directory: Path, smoke: bool) -> tuple[Path, Path]:
     return model, ckpt
 
 
+def bilstm_run_items(model: Path, texts: list[str], threads: int, rounds: int) -> dict[str, Any]:
+    """bilstm-run's scoring-only items/s (median of `rounds`) on a file of `texts`."""
+    with tempfile.TemporaryDirectory(prefix="bilstm-serve-run-") as tmp:
+        src = Path(tmp) / "in.txt"
+        src.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        cmd = [bin_path("bilstm-run"), str(model), str(src), "--threads", str(threads)]
+        seconds = []
+        for _ in range(rounds):
+            done = subprocess.run(
+                [*cmd, "--output", str(Path(tmp) / "out.jsonl")], capture_output=True, text=True
+            )
+            found = SUMMARY.findall(done.stderr)
+            if done.returncode != 0 or not found:
+                raise RuntimeError(f"{cmd} failed: {done.stderr[-500:]}")
+            seconds.append(float(found[-1][1]))
+            (Path(tmp) / "out.jsonl").unlink()
+    return {
+        "command": ["bilstm-run", "MODEL", "INPUT", "--threads", str(threads)],
+        "lines": len(texts),
+        "scoring_s": seconds,
+        "items_per_s": round(len(texts) / median(seconds), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_server"]:
@@ -246,57 +397,93 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = parser("serve", __doc__.splitlines()[0] if __doc__ else None)
     p.set_defaults(threads=1)
-    p.add_argument("--requests", type=int, default=600, help="requests per cell")
+    p.add_argument("--requests", type=int, default=500, help="requests per cell")
     p.add_argument("--concurrency", default="1,8,64")
+    p.add_argument("--batch-texts", type=int, default=32, help="texts per request, 2nd part")
+    p.add_argument("--batch-requests", type=int, default=150, help="requests per cell, 2nd part")
+    p.add_argument("--batch-concurrency", default="1,8")
+    p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR")
     p.add_argument("--server-lifetime", type=float, default=900)
     args = p.parse_args(argv)
     clients = [int(c) for c in args.concurrency.split(",")]
-    total = 40 if args.smoke else args.requests
+    batch_clients = [int(c) for c in args.batch_concurrency.split(",")]
+    total, batch_total = args.requests, args.batch_requests
     if args.smoke:
-        clients = [1, 8]
+        clients, batch_clients, total, batch_total = [1, 8], [1], 40, 10
+    machine = machine_info(args.wait_quiet)
     texts = [t for _, t in read_tsv(SHARED_DEV)] if SHARED_DEV.exists() and not args.smoke else []
+    k = args.batch_texts
+    cells: dict[str, dict[str, Any]] = {}
+    batch_cells: dict[str, dict[str, Any]] = {}
+    profile: dict[str, Any] = {}
+    stack: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bilstm-serve-bench-") as tmp:
         model, ckpt = build_model(Path(tmp), args.smoke)
         if not texts:
             texts = [t for _, t in read_tsv(Path(tmp) / "dev.tsv")]
-        life = str(args.server_lifetime)
-        threads = str(args.threads)
-        cells: dict[str, dict[str, Any]] = {}
+        singles = [[t] for t in texts]
+        groups = [(texts * (k // len(texts) + 2))[i : i + k] for i in range(0, len(texts), k)]
+        common = ("--threads", str(args.threads), "--lifetime", str(args.server_lifetime))
+        common += ("--http", args.http, "--loop", args.loop)
         plans = [
             (
-                ("bilstm", str(model), "--threads", threads, "--lifetime", life),
-                [("constant", "/bench/constant"), ("batching on", "/v1/models/m/predict")],
+                ("bilstm", str(model), *common),
+                [
+                    ("ceiling", "constant", singles, clients, total, cells),
+                    ("batching on", "m", singles, clients, total, cells),
+                    ("batching on", "m", groups, batch_clients, batch_total, batch_cells),
+                ],
             ),
             (
-                (
-                    "bilstm",
-                    str(model),
-                    "--max-batch",
-                    "1",
-                    "--threads",
-                    threads,
-                    "--lifetime",
-                    life,
-                ),
-                [("batching off", "/v1/models/m/predict")],
+                ("bilstm", str(model), "--max-batch", "1", *common),
+                [
+                    ("batching off", "m", singles, clients, total, cells),
+                    ("batching off", "m", groups, batch_clients, batch_total, batch_cells),
+                ],
             ),
             (
-                ("torch", str(ckpt), "--threads", threads, "--lifetime", life),
-                [("torch (FastAPI, per request)", "/v1/models/m/predict")],
+                ("torch", str(ckpt), *common),
+                [
+                    ("torch (FastAPI, per request)", "m", singles, clients, total, cells),
+                    ("torch (FastAPI, per request)", "m", groups, batch_clients, batch_total,
+                     batch_cells),
+                ],
             ),
-        ]
+        ]  # fmt: skip
         for server_args, routes in plans:
             server = Server(*server_args)
+            stack = {"http": server.http, "loop": server.loop}
             try:
-                for label, path in routes:
-                    reqs = [request_bytes(path, t) for t in texts]
-                    for c in clients:
-                        cell = asyncio.run(load(server.port, reqs, c, total))
-                        cells.setdefault(label, {})[str(c)] = cell
-                        print(f"{label:30s} c={c:3d} {cell}", file=sys.stderr)
+                for label, name, inputs, counts, n, table in routes:
+                    reqs = [request_bytes(PREDICT.format(name), x) for x in inputs]
+                    for c in counts:
+                        spy = None
+                        if args.profile and label == "batching on" and c == max(clients):
+                            if table is cells:
+                                args.profile.mkdir(parents=True, exist_ok=True)
+                                out = args.profile / f"serve-batching-on-{c}.txt"
+                                spy = start_profile(server.proc.pid, out)
+                        before = server.batches(name) if server_args[0] == "bilstm" else None
+                        cell = asyncio.run(load(server.port, reqs, c, n))
+                        if spy is not None:
+                            profile = {"cell": f"{label}, {c} clients", **stop_profile(spy, out)}
+                        if before is not None and name == "m":
+                            after = server.batches(name)
+                            count, rows = after[0] - before[0], after[1] - before[1]
+                            cell["mean_batch_rows"] = round(rows / max(count, 1), 1)
+                        size = len(inputs[0])
+                        cell["items_per_s"] = round(cell["rps"] * size, 1)
+                        table.setdefault(label, {})[str(c)] = cell
+                        print(f"{label:30s} x{size:<3d} c={c:3d} {cell}", file=sys.stderr)
             finally:
                 server.stop()
-    machine = machine_info()
+        run_texts = [t for g in groups for t in g] * max(1, 3200 // (len(groups) * k))
+        reference = bilstm_run_items(model, run_texts, args.threads, 1 if args.smoke else 3)
+        print(f"bilstm-run scoring only: {reference}", file=sys.stderr)
+    targets = assess(cells, batch_cells, reference, clients, batch_clients)
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     save(
         "serve",
         args,
@@ -305,19 +492,89 @@ def main(argv: list[str] | None = None) -> int:
             "requests_per_cell": total,
             "concurrency": clients,
             "server_threads": args.threads,
+            "http_stack": stack,
             "cells": cells,
+            "batch_texts": k,
+            "batch_requests_per_cell": batch_total,
+            "batch_concurrency": batch_clients,
+            "batch_cells": batch_cells,
+            "bilstm_run": reference,
+            "targets": targets,
+            "profile": profile,
         },
         machine,
     )
     print(render(cells, clients))
+    print()
+    print(render(batch_cells, batch_clients, items=True))
+    print(f"\nbilstm-run scoring only: {reference['items_per_s']:,.0f} items/s")
+    for t in targets:
+        print(f"- {t['target']}: {t['value']} ({'met' if t['met'] else 'missed'})")
     return 0
 
 
-def render(cells: dict[str, dict[str, Any]], clients: list[int]) -> str:
-    head = "| server | " + " | ".join(f"{c} clients: req/s, p50, p99 (ms)" for c in clients) + " |"
-    rows = [head, "| --- |" + " --- |" * len(clients)]
+def assess(
+    cells: dict[str, dict[str, Any]],
+    batch_cells: dict[str, dict[str, Any]],
+    reference: dict[str, Any],
+    clients: list[int],
+    batch_clients: list[int],
+) -> list[dict[str, Any]]:
+    """The issue's targets, at the highest concurrency, with the better bilstm setting named."""
+    top = str(max(clients))
+    out: list[dict[str, Any]] = []
+    for label in ("batching on", "batching off"):
+        mine = cells.get(label, {}).get(top)
+        ceiling = cells.get("ceiling", {}).get(top)
+        torch = cells.get("torch (FastAPI, per request)", {}).get(top)
+        if not mine or not ceiling or not torch:
+            continue
+        share = mine["rps"] / ceiling["rps"]
+        ratio = mine["rps"] / torch["rps"]
+        out += [
+            {
+                "target": f"{label}, {top} clients: >= 70% of the ceiling's requests/s",
+                "value": f"{share:.0%}",
+                "met": share >= 0.7,
+            },
+            {
+                "target": f"{label}, {top} clients: >= 2x the PyTorch endpoint",
+                "value": f"{ratio:.2f}x",
+                "met": ratio >= 2.0,
+            },
+            {
+                "target": f"{label}, {top} clients: p99 <= 50 ms",
+                "value": f"{mine['p99_ms']:.1f} ms",
+                "met": mine["p99_ms"] <= 50,
+            },
+        ]
+    for c in batch_clients:
+        mine = batch_cells.get("batching on", {}).get(str(c))
+        if mine:
+            share = mine["items_per_s"] / reference["items_per_s"]
+            out.append(
+                {
+                    "target": f"requests of many texts, {c} clients: items/s >= 80% of "
+                    "bilstm-run's scoring-only items/s",
+                    "value": f"{share:.0%}",
+                    "met": share >= 0.8,
+                }
+            )
+    return out
+
+
+def render(cells: dict[str, dict[str, Any]], clients: list[int], items: bool = False) -> str:
+    what = "items/s" if items else "req/s"
+    head = "| server | " + " | ".join(f"{c} clients: {what}, p50, p99 (ms)" for c in clients)
+    rows = [head + " |", "| --- |" + " --- |" * len(clients)]
+    key = "items_per_s" if items else "rps"
     for label, by_c in cells.items():
-        parts = ["{rps:,.0f}, {p50_ms:.1f}, {p99_ms:.1f}".format(**by_c[str(c)]) for c in clients]
+        parts = [
+            "{:,.0f}, {:.1f}, {:.1f}".format(
+                by_c[str(c)][key], by_c[str(c)]["p50_ms"], by_c[str(c)]["p99_ms"]
+            )
+            for c in clients
+        ]
         rows.append(f"| {label} | " + " | ".join(parts) + " |")
     return "\n".join(rows)
 

@@ -85,7 +85,11 @@ def serve(
     ] = 64,
     max_delay_ms: Annotated[
         float,
-        typer.Option(help="Longest wait for more requests after the first one queued.", min=0),
+        typer.Option(
+            help="Longest a queued request waits for requests still being received (a batch "
+            "goes out at once when none are).",
+            min=0,
+        ),
     ] = 2.0,
     max_queue: Annotated[
         int, typer.Option(help="Rows queued per model before requests get 503.", min=1)
