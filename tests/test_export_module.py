@@ -423,3 +423,132 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
             force=False,
         )
     assert out.read_bytes() == b"old"
+
+
+# -- the command --------------------------------------------------------------------------------
+
+USER_MODELS = """
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class Tagger(nn.Module):
+    def __init__(self, vocab_size, tags=4):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, 6, padding_idx=0)
+        self.lstm = nn.LSTM(6, 5, bidirectional=True, batch_first=True)
+        self.out = nn.Linear(10, tags)
+
+    def forward(self, ids, lengths):
+        x = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True,
+                                 enforce_sorted=False)
+        y, _ = pad_packed_sequence(self.lstm(x)[0], batch_first=True, total_length=ids.shape[1])
+        return self.out(y)
+
+
+def build(vocab_size=30):
+    return Tagger(vocab_size)
+"""
+
+
+@pytest.fixture()
+def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's model file and its state dict, as `torch.save(model.state_dict())` writes it."""
+    (tmp_path / "user_models_export.py").write_text(USER_MODELS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("user_models_export").build(vocab_size=30)
+    torch.save(module.state_dict(), tmp_path / "weights.pt")
+    return tmp_path
+
+
+def _cli(*args: object) -> Any:
+    from typer.testing import CliRunner
+
+    from bilstm.export.module_cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_exports_a_factory_with_its_state_dict(user_package: Path) -> None:
+    out = user_package / "tagger.onnx"
+    run = _cli(
+        "user_models_export:build",
+        user_package / "weights.pt",
+        out,
+        "--input",
+        "ids=int64[batch,time]:1..29",
+        "--input",
+        "lengths=lengths",
+        "--output",
+        "scores",
+        "--factory-kwargs",
+        '{"vocab_size": 30}',
+    )
+    assert run.exit_code == 0, run.output
+    assert "1 fused RNN node(s)" in run.stderr and "parity random batch=5 time=11" in run.stderr
+    model = onnx.load(str(out))
+    assert [n.op_type for n in model.graph.node].count("LSTM") == 1
+    assert [i.name for i in model.graph.input] == ["ids", "lengths"]
+    # an existing OUT is kept without --force
+    again = _cli(
+        "user_models_export:build",
+        user_package / "weights.pt",
+        out,
+        "--input",
+        "ids=int64[batch,time]:1..29",
+        "--input",
+        "lengths=lengths",
+        "--output",
+        "scores",
+    )
+    assert again.exit_code == 2 and "--force" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "ids=int64[batch,time]", "--input", "lengths=lengths"], "range of valid ids"),
+        (["--input", "ids=int64[rows,time]:1..29"], "axis 'rows'"),
+        (["--input", "ids:int64"], "expected NAME=DTYPE"),
+        (["--input", "ids=int64[batch,time]:1..29", "--factory-kwargs", "[1]"], "JSON object"),
+    ],
+)
+def test_cli_input_errors(user_package: Path, args: list[str], message: str) -> None:
+    run = _cli(
+        "user_models_export:build",
+        user_package / "weights.pt",
+        user_package / "m.onnx",
+        *args,
+        "--output",
+        "scores",
+    )
+    assert run.exit_code == 2 and message in run.stderr, run.output
+    assert not (user_package / "m.onnx").exists()
+
+
+def test_cli_refuses_weights_that_do_not_fit_or_are_pickled(user_package: Path) -> None:
+    spec = ["--input", "ids=int64[batch,time]:1..29", "--input", "lengths=lengths"]
+    run = _cli(
+        "user_models_export:build",
+        user_package / "weights.pt",
+        user_package / "m.onnx",
+        *spec,
+        "--output",
+        "scores",
+        "--factory-kwargs",
+        '{"vocab_size": 31}',
+    )
+    assert run.exit_code == 2 and "does not fit user_models_export:build" in run.stderr
+    import importlib
+
+    whole = user_package / "whole.pt"
+    torch.save(importlib.import_module("user_models_export").build(), whole)  # a pickled module
+    run = _cli(
+        "user_models_export:build", whole, user_package / "m.onnx", *spec, "--output", "scores"
+    )
+    assert run.exit_code == 2 and "weights_only=True" in run.stderr
+    run = _cli("user_models_export:nothing", whole, user_package / "m.onnx", *spec, "--output", "s")
+    assert run.exit_code == 2 and "has no nothing" in run.stderr
