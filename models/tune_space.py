@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bilstm.core.errors import DataError, InputError
-from bilstm.models.tasks import only_for
+from bilstm.models.tasks import TASKS, only_for
 
 if TYPE_CHECKING:
     import optuna
@@ -109,10 +109,21 @@ class Space:
         return {d.name: d.to_json() for d in self.dimensions} | self.fixed
 
 
+WORD_OPTIONS = ("embedding_dim", "embedding_dropout")
+"""Options of the word embedding: only tasks that read words (`TaskInfo.text`) have one."""
+
+
+def takers(name: str) -> set[str]:
+    """The tasks that take option `name`."""
+    limited = only_for()
+    if name in WORD_OPTIONS:
+        return {t for t, info in TASKS.items() if info.text}
+    return limited.get(name, set(TASKS))
+
+
 def default_space(task: str) -> dict[str, Any]:
     """The default space of `task`: `DEFAULT_SPACE` less the options `task` does not take."""
-    limited = only_for()
-    return {k: v for k, v in DEFAULT_SPACE.items() if task in limited.get(k, {task})}
+    return {k: v for k, v in DEFAULT_SPACE.items() if task in takers(k)}
 
 
 def read_space_file(path: Path) -> dict[str, Any]:
@@ -132,7 +143,6 @@ def read_space_file(path: Path) -> dict[str, Any]:
 
 def parse_space(doc: dict[str, Any], task: str, where: str, options: set[str]) -> Space:
     """Check a space document (`where` names it in errors) against `task`'s options."""
-    limited = only_for()
     dims: list[Dimension] = []
     fixed: dict[str, Any] = {}
     for key, value in doc.items():
@@ -143,9 +153,9 @@ def parse_space(doc: dict[str, Any], task: str, where: str, options: set[str]) -
                 f"{prefix} is not a model or training option of `bilstm train` that can be "
                 "searched; use option names such as hidden_size, lr, dropout"
             )
-        if task not in limited.get(name, {task}):
+        if task not in takers(name):
             raise DataError(
-                f"{prefix} applies to {'/'.join(sorted(limited[name]))}, not {task}; "
+                f"{prefix} applies to {'/'.join(sorted(takers(name)))}, not {task}; "
                 "remove it from the space"
             )
         if isinstance(value, list):
