@@ -371,7 +371,7 @@ def chain_names(config: dict[str, Any]) -> list[str]:
         chain.append(name)
         previous = name
     outputs = inner.get("output_layers")
-    if _histories_of_refs(outputs) != [previous]:
+    if set(_histories_of_refs(outputs)) != {previous}:  # a merge_mode=None layer has two
         raise KerasImportError(
             f"model '{inner.get('name')}': its output is not its last layer's "
             f"('{previous}'); only one output, from the end of the chain, is mapped"
@@ -457,6 +457,13 @@ def plan_from_keras(model: Any, config: dict[str, Any]) -> KerasPlan:
             if not sequences:
                 pooling = "last"
             continue
+        if kind in ("LSTM", "GRU", "SimpleRNN", "RNN"):
+            backwards = " reading backwards (go_backwards=True)" if layer.go_backwards else ""
+            raise _refuse(
+                layer,
+                f"a single-direction recurrent layer{backwards}; this network is bidirectional "
+                "in every layer: wrap it in Bidirectional(...) and retrain",
+            )
         if not stack:
             raise _refuse(layer, "comes before any Bidirectional(LSTM/GRU) layer; not mapped")
         if kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D") and sequences:
@@ -467,13 +474,6 @@ def plan_from_keras(model: Any, config: dict[str, Any]) -> KerasPlan:
             mask_exact = kind == "GlobalAveragePooling1D"
             sequences = False
             continue
-        if kind in ("LSTM", "GRU", "SimpleRNN", "RNN"):
-            backwards = " reading backwards (go_backwards=True)" if layer.go_backwards else ""
-            raise _refuse(
-                layer,
-                f"a single-direction recurrent layer{backwards}; this network is bidirectional "
-                "in every layer: wrap it in Bidirectional(...) and retrain",
-            )
         inner = layer.layer if kind == "TimeDistributed" else layer
         if kind == "TimeDistributed" and (not sequences or _kind(inner) != "Dense"):
             raise _refuse(layer, "only TimeDistributed(Dense) on a sequence is mapped")
