@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
-from bilstm.core.batching import pad_batch
+from bilstm.core.batching import PackedIds, pad_batch
 from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
 from bilstm.core.vocab import PAD_ID, UNK_ID, Vocabulary
 
@@ -55,6 +56,20 @@ class TextEncoder:
         if self.tokenizer.config.lowercase:
             return [get(t.lower(), UNK_ID) for t in tokens]
         return [get(t, UNK_ID) for t in tokens]
+
+    def pack(self, token_lists: Sequence[Sequence[str]], keys: bool = False) -> PackedIds:
+        """The word ids of every token list, end to end, ready to be batched (`PackedIds`).
+
+        `keys=True`: the lists hold vocabulary keys already (`Tokenizer.keys_checked`), so
+        they are not normalised again. One `map` over all tokens runs the lookups in C.
+        """
+        flat: Sequence[str] = list(chain.from_iterable(token_lists))
+        if not keys and self.tokenizer.config.lowercase:
+            flat = [t.lower() for t in flat]
+        get = self.vocabulary._ids.get
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        ids = np.fromiter(map(get, flat, repeat(UNK_ID)), dtype=np.int64, count=len(flat))
+        return PackedIds(ids, lengths)
 
     def char_ids(self, tokens: Sequence[str], width: int) -> np.ndarray:
         """[width, max_word_length] int64 character ids of tokens (case kept), zero-padded."""

@@ -43,24 +43,44 @@ class Classifier(TextModel):
         self, texts: Sequence[str], batch_size: int | None = None
     ) -> list[ClassPrediction]:
         """Label and probabilities per text; a text without tokens gets `label=None`."""
-        split = self.encoder.tokenizer.split_checked
-        checked = [split(t) for t in _texts(texts)]
-        probs = self._text_outputs([toks for toks, _ in checked], self._batch(batch_size))
+        scores = self._scores(_texts(texts), self._batch(batch_size))
         out = []
-        for p, (toks, cut) in zip(probs, checked, strict=True):
-            if p is None:
+        labels = self.labels
+        for values, count, cut in zip(scores.values(), scores.counts, scores.cut, strict=True):
+            if values is None:
                 out.append(ClassPrediction(label=None, probabilities=None, num_tokens=0))
                 continue
-            values = p.tolist()  # one C call instead of a float() per class
             out.append(
                 ClassPrediction(
-                    label=self.labels[values.index(max(values))],  # first maximum, as argmax
-                    probabilities=dict(zip(self.labels, values, strict=True)),
-                    num_tokens=len(toks),
+                    label=labels[values.index(max(values))],  # first maximum, as argmax
+                    probabilities=dict(zip(labels, values, strict=True)),
+                    num_tokens=count,
                     truncated=cut,
                 )
             )
         return out
+
+    def _scores(self, texts: Sequence[str], batch_size: int) -> _Scores:
+        """Probabilities of every text (one matrix), token counts and truncation flags.
+
+        Without a standalone graph or character features the texts are split straight into
+        vocabulary keys (`Tokenizer.keys_checked`): a classifier needs no case-kept tokens.
+        """
+        keys = not self.metadata.standalone and self.encoder.chars is None
+        tokenizer = self.encoder.tokenizer
+        split = tokenizer.keys_checked if keys else tokenizer.split_checked
+        checked = [split(t) for t in texts]
+        token_lists = [toks for toks, _ in checked]
+        probs: np.ndarray | None = None
+        scored = np.zeros(len(texts), dtype=bool)
+        for rows, result in self._scored_batches(token_lists, batch_size, keys=keys):
+            if probs is None:
+                probs = np.zeros((len(texts), result.shape[1]), dtype=result.dtype)
+            probs[rows] = result
+            scored[rows] = True
+        if probs is None:
+            probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        return _Scores(probs, scored, [len(t) for t in token_lists], [c for _, c in checked])
 
     def predict(
         self, inputs: Any, batch_size: int | None = None, **options: Any
@@ -72,17 +92,22 @@ class Classifier(TextModel):
     def _records(
         self, texts: Sequence[str], numbers: Sequence[int], opts: RunOptions
     ) -> list[dict[str, Any]]:
+        scores = self._scores(texts, opts.batch_size)
+        labels = self.labels
+        rounded = scores.rounded() if opts.probabilities else None
         records = []
-        for number, p in zip(numbers, self.classify(texts, opts.batch_size), strict=True):
-            rec: dict[str, Any] = {"line": number, "label": p.label}
-            if opts.probabilities:
-                rec["probabilities"] = (
-                    None
-                    if p.probabilities is None
-                    else {k: round(v, 6) for k, v in p.probabilities.items()}
-                )
-            if p.truncated:
-                rec["truncated"] = p.num_tokens
+        for i, values in enumerate(scores.values()):
+            rec: dict[str, Any] = {"line": numbers[i]}
+            if values is None:
+                rec["label"] = None
+                if rounded is not None:
+                    rec["probabilities"] = None
+            else:
+                rec["label"] = labels[values.index(max(values))]
+                if rounded is not None:
+                    rec["probabilities"] = dict(zip(labels, rounded[i], strict=True))
+                if scores.cut[i]:
+                    rec["truncated"] = scores.counts[i]
             records.append(rec)
         return records
 
@@ -133,3 +158,37 @@ class Classifier(TextModel):
         metrics["count"] = len(items)
         metrics["no_tokens"] = len(items) - len(kept)
         return metrics
+
+
+class _Scores:
+    """A classifier's outputs for many texts: one probability matrix (rows of texts without
+    tokens unused), which rows were scored, token counts, truncation flags."""
+
+    def __init__(
+        self, probs: np.ndarray, scored: np.ndarray, counts: list[int], cut: list[bool]
+    ) -> None:
+        self.probs = probs
+        self.scored = scored
+        self.counts = counts
+        self.cut = cut
+
+    def values(self) -> list[list[float] | None]:
+        """Each text's probabilities as Python floats (None where it had no tokens): one
+        `tolist()` for the whole matrix instead of a `float()` per value."""
+        rows: list[list[float] | None] = self.probs.tolist()
+        for i in np.flatnonzero(~self.scored).tolist():
+            rows[i] = None
+        return rows
+
+    def rounded(self) -> list[list[float]]:
+        """Every probability rounded to 6 decimals, exactly as Python's `round(v, 6)`.
+
+        For float32 values numpy does it for the whole matrix with the same result: x * 1e6
+        is exact in float64 (24 + 20 bits), `rint` rounds that exact value half to even as
+        `round` does the decimal, and dividing by 1e6 gives the float nearest that decimal,
+        which is what `round` returns. Other dtypes take `round` per value.
+        """
+        if self.probs.dtype == np.float32:
+            rows: list[list[float]] = np.round(self.probs.astype(np.float64), 6).tolist()
+            return rows
+        return [[round(v, 6) for v in row] for row in self.probs.tolist()]

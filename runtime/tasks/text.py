@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bilstm.core.batching import length_batches
+from bilstm.core.batching import length_order
 from bilstm.core.errors import InputError
 from bilstm.core.preprocess import BLANK, MASK, TextEncoder
 from bilstm.core.reader import Line, line_batches
@@ -84,21 +84,54 @@ class TextModel(BiLSTM):
         position per item (cloze).
         """
         out: list[np.ndarray | None] = [None] * len(token_lists)
-        nonempty = [i for i, t in enumerate(token_lists) if t]
-        for batch in length_batches([len(token_lists[i]) for i in nonempty], batch_size):
-            rows = [nonempty[b] for b in batch]
-            if self.metadata.standalone:  # raw text in: the graph splits and finds the blank
-                feeds = {md.TEXT: self._standalone_texts([token_lists[r] for r in rows])}
-            else:
-                feeds = self.encoder.batch([token_lists[r] for r in rows])
-                if extra is not None:
-                    feeds[md.MASK_POSITIONS] = np.array([extra[r] for r in rows], np.int64)
-            result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
-            longest = max(len(token_lists[r]) for r in rows)
-            check_output(self, md.PROBABILITIES, result, len(rows), self._width(), longest)
-            for r, p in zip(rows, result, strict=True):
+        for rows, result in self._scored_batches(token_lists, batch_size, extra):
+            for r, p in zip(rows.tolist(), result, strict=True):
                 out[r] = p
         return out
+
+    def _scored_batches(
+        self,
+        token_lists: Sequence[Sequence[str]],
+        batch_size: int,
+        extra: Sequence[int] | None = None,
+        keys: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, output) per length-sorted batch of the non-empty token lists: the indices
+        into `token_lists` and the last graph output's rows for them.
+
+        `keys=True`: the lists hold vocabulary keys (normalised tokens), not tokens as
+        written; only for a model that needs nothing else (no standalone graph, no character
+        features). The ids of all lists are looked up at once and each batch is padded with
+        one gather (`TextEncoder.pack`).
+        """
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        nonempty = np.flatnonzero(lengths)
+        if not len(nonempty):
+            return
+        standalone = self.metadata.standalone
+        chars = self.encoder.chars is not None
+        if keys and (standalone or chars):
+            raise ValueError("vocabulary keys cannot feed a standalone or character model")
+        packed = None if standalone else self.encoder.pack(token_lists, keys=keys)
+        positions = None if extra is None else np.asarray(extra, dtype=np.int64)
+        for batch in length_order(lengths[nonempty], batch_size):
+            rows = nonempty[batch]
+            if packed is None:  # raw text in: the graph splits and finds the blank
+                feeds = {md.TEXT: self._standalone_texts([token_lists[r] for r in rows])}
+            else:
+                ids, lens = packed.batch(rows)
+                feeds = {md.INPUT_IDS: ids, md.LENGTHS: lens}
+                if chars:
+                    width = ids.shape[1]
+                    feeds[md.CHAR_IDS] = np.stack(
+                        [self.encoder.char_ids(token_lists[r], width) for r in rows]
+                    )
+                if positions is not None:
+                    feeds[md.MASK_POSITIONS] = positions[rows]
+            result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
+            longest = int(lengths[rows].max())
+            check_output(self, md.PROBABILITIES, result, len(rows), self._width(), longest)
+            yield rows, result
 
     def probability_rows(
         self, texts: Sequence[str], batch_size: int
