@@ -151,9 +151,11 @@ def tune(
 ) -> None:
     """Search TASK's hyper-parameters with Optuna: each trial is a bilstm train run.
 
-    Other bilstm train options (--epochs 10, --target Demand, --config base.json) are given
-    to every trial. Writes OUT/best.json (bilstm train --config), OUT/best/ (the model) and
-    OUT/results.json; the study (OUT/study.db) resumes when the command is run again.
+    Other bilstm train options (--epochs 10, --target Demand, --config FILE) go to every trial.
+
+    Writes OUT/best.json (a bilstm train --config file), OUT/best/ and OUT/results.json.
+
+    The study (OUT/study.db) resumes when the same command is run again.
     """
     try:
         if show_space:
