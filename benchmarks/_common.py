@@ -28,7 +28,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
 SHARED_DEV = REPO.parent / "shared" / "data" / "rt_sentiment" / "dev.tsv"
-SHIPPED_CHECKPOINT = REPO / "runs" / "recipe" / "sentiment"
 SHIPPED_MODEL = "sentiment"
 TORCH_BASELINE = REPO / "benchmarks" / "torch_baseline.py"
 VERSIONED = ("bilstm", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "onnx", "openvino")
@@ -155,7 +154,7 @@ def add_asset_options(p: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         default=None,
-        help="its PyTorch checkpoint (runs/recipe/sentiment)",
+        help="its PyTorch checkpoint (default: the model file's own weights as a checkpoint)",
     )
     p.add_argument("--data", type=Path, default=None, help="label<TAB>text TSV (rt_sentiment dev)")
 
@@ -459,9 +458,28 @@ def resolve_assets(args: argparse.Namespace, layers: int = 1) -> Assets:
     from bilstm.runtime.builtin import resolve_model
 
     model = resolve_model(args.model or SHIPPED_MODEL)
-    checkpoint = args.checkpoint or SHIPPED_CHECKPOINT
     data = args.data or SHARED_DEV
-    for what, path in (("model", model), ("checkpoint", checkpoint), ("data", data)):
-        if not Path(path).exists():
+    for what, path in (("model", model), ("checkpoint", args.checkpoint), ("data", data)):
+        if path is not None and not Path(path).exists():
             sys.exit(f"error: {what} {path} does not exist (pass --{what}, or --smoke)")
+    checkpoint = args.checkpoint or torch_checkpoint_of(Path(model))
     return Assets(model=Path(model), checkpoint=Path(checkpoint), data=Path(data))
+
+
+def torch_checkpoint_of(model: Path) -> Path:
+    """A checkpoint folder holding exactly the weights of an fp32 bilstm model file.
+
+    The PyTorch side of every comparison runs the shipped weights, not a retrained copy (a
+    rebuild on another CPU can differ), and loads them the way PyTorch users load theirs.
+    """
+    out = Path(tempfile.mkdtemp(prefix="bilstm-bench-")) / f"{model.stem}-torch"
+    # In a child process: torch stays out of this one, whose size a child's peak RSS would
+    # inherit (ru_maxrss counts the forked copy of the parent).
+    code = (
+        "import sys; from pathlib import Path; "
+        "from benchmarks.torch_baseline import checkpoint_from_onnx; "
+        "checkpoint_from_onnx(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    cmd = [sys.executable, "-c", code, str(model), str(out)]
+    check(run_process(cmd), cmd)
+    return out

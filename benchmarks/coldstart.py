@@ -1,11 +1,12 @@
 """Workload 3: cold start, `bilstm-run MODEL one_line.txt` vs the PyTorch equivalent.
 
 Wall time from process start to exit (output written) of the runtime CLI on a one-line file,
-against `benchmarks/torch_baseline.py` (import torch, load the checkpoint, predict, print) on
-the same file, interleaved A, B, A, B after one discarded run of each (warm page cache: the
-"cold" is the process, not the disk). To explain the number, the same is measured for bare
-`python -c pass`, for importing each big dependency, and for the Python API doing the same
-work without the CLI; `python -X importtime` sums the CLI's import time by package.
+against `benchmarks/torch_baseline.py` (import torch, load a checkpoint folder holding the
+same weights, predict, print) on the same file, interleaved A, B, A, B after one discarded
+run of each (warm page cache: the "cold" is the process, not the disk). To explain the
+number, the same is measured for bare `python -c pass`, for importing each big dependency,
+and for the Python API doing the same work without the CLI; `python -X importtime` sums the
+CLI's import time by package.
 
     python -m benchmarks.coldstart --threads 2
 """
@@ -22,8 +23,8 @@ from typing import Any
 from benchmarks import _common as c
 
 NAME = "coldstart"
-TARGET_S = 0.5
-TARGET_RATIO = 0.3
+TARGET_S = 0.25  # issue #16: whole-process cold start
+TARGET_RATIO = None
 IMPORTS = {
     "python -c pass": "pass",
     "import numpy": "import numpy",

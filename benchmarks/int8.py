@@ -1,19 +1,21 @@
-"""Workload 6: int8 vs fp32 of the shipped model: speed, file size, task metric delta.
+"""Workload 6: int8 vs fp32 of the same weights: speed, file size, task metric delta.
 
-The int8 file comes from the project's int8 export of the same checkpoint
-(`export_checkpoint(..., quantize="int8")`, i.e. `bilstm export --quantize int8`) where this
-bilstm has it, otherwise from `onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)`
-applied to the fp32 file directly; the result says which (`method`). The script checks that the
-LSTM really became `DynamicQuantizeLSTM`. Both files are loaded with `BiLSTM.load` (same
-threads) and, interleaved: every dev text scored with `predict` (items/s), and single-text
-`predict` latency (p50). Accuracy and macro-F1 of both on the labelled dev data, how many
-labels changed and the largest probability change.
+The pair is always two exports of one set of weights. By default the shipped `sentiment` and
+`sentiment-int8` (the script checks that the int8 file's recorded fp32 weight hash equals the
+fp32 file's, and refuses the pair otherwise); with `--int8 FILE` that file against `--model`
+(same check); with `--checkpoint DIR` and no `--int8`, both are exported from that checkpoint
+(`bilstm export` and `bilstm export --quantize int8`). The LSTM must really be
+`DynamicQuantizeLSTM`. Both files are loaded with `BiLSTM.load` (same threads) and,
+interleaved: every dev text scored with `predict` (items/s), and single-text `predict`
+latency (p50). Accuracy and macro-F1 of both on the labelled dev data, how many labels
+changed and the largest probability change.
 
     python -m benchmarks.int8 --threads 2
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -24,31 +26,55 @@ from typing import Any
 from benchmarks import _common as c
 
 NAME = "int8"
+SHIPPED_INT8 = "sentiment-int8"
 
 
-def make_int8(fp32: Path, checkpoint: Path, out: Path) -> tuple[Path, str]:
-    """(int8 file, how it was made): the project's int8 export where it exists."""
-    import inspect
-
+def export_info(path: Path) -> dict[str, Any]:
+    """The `export` section of a bilstm model's metadata."""
     import onnx
 
-    from bilstm.export import export_checkpoint
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return dict(json.loads(props["bilstm"]).get("export", {}))
 
-    if "quantize" in inspect.signature(export_checkpoint).parameters:
-        export_checkpoint(checkpoint, out, quantize="int8")
-        method = "bilstm export --quantize int8 (export_checkpoint(..., quantize='int8'))"
-    else:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
-        method = (
-            "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8) on the fp32 "
-            "file (this bilstm has no int8 export yet)"
-        )
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+def same_weights(fp32: Path, int8: Path) -> bool:
+    """Whether the int8 file was derived from exactly the fp32 file's weights."""
+    a, b = export_info(fp32), export_info(int8)
+    want = a.get("weights_sha256")
+    return want is not None and b.get("fp32", {}).get("weights_sha256") == want
+
+
+def check_quantized(path: Path) -> None:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     if "DynamicQuantizeLSTM" not in ops:
-        raise RuntimeError(f"{out}: the LSTM was not quantized (ops: {sorted(ops)})")
-    return out, method
+        raise RuntimeError(f"{path}: the LSTM was not quantized (ops: {sorted(ops)})")
+
+
+def pair(args: Any, assets: c.Assets) -> tuple[Path, Path, str]:
+    """(fp32 file, int8 file, how they were paired)."""
+    from bilstm.runtime.builtin import resolve_model
+
+    work = Path(tempfile.mkdtemp(prefix="bilstm-bench-"))
+    int8 = args.int8
+    if int8 is None and args.model is None and args.checkpoint is None and not args.smoke:
+        int8 = SHIPPED_INT8
+    if int8 is not None:
+        fp32, q = Path(assets.model), Path(resolve_model(int8))
+        if not same_weights(fp32, q):
+            sys.exit(f"error: {q} was not quantized from {fp32}'s weights (fp32 hashes differ)")
+        how = f"{q.name} against {fp32.name}: the int8 file's fp32 weight hash matches"
+    else:
+        from bilstm.export import export_checkpoint
+
+        fp32, q = work / "fp32.onnx", work / "int8.onnx"
+        export_checkpoint(assets.checkpoint, fp32)
+        export_checkpoint(assets.checkpoint, q, quantize="int8")
+        how = "both exported from the same checkpoint (bilstm export, --quantize int8)"
+    check_quantized(q)
+    return fp32, q, how
 
 
 def metrics(
@@ -68,6 +94,7 @@ def metrics(
 def main(argv: Sequence[str] | None = None) -> int:
     p = c.parser(NAME, __doc__.splitlines()[0])
     c.add_asset_options(p)
+    p.add_argument("--int8", default=None, help="int8 file or built-in name to pair with --model")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=200, help="single-text calls per latency block")
     args = p.parse_args(argv)
@@ -78,13 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bilstm.runtime import BiLSTM
 
-    int8_path, method = make_int8(
-        assets.model,
-        assets.checkpoint,
-        Path(tempfile.mkdtemp(prefix="bilstm-bench-")) / "int8.onnx",
-    )
+    fp32_path, int8_path, method = pair(args, assets)
     models = {
-        "fp32": BiLSTM.load(assets.model, device="cpu", threads=args.threads),
+        "fp32": BiLSTM.load(fp32_path, device="cpu", threads=args.threads),
         "int8": BiLSTM.load(int8_path, device="cpu", threads=args.threads),
     }
     data = c.read_tsv(assets.data)
@@ -110,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: dict[str, Any] = {}
     for name in models:
         rows[name] = {
-            "file_bytes": (assets.model if name == "fp32" else int8_path).stat().st_size,
+            "file_bytes": (fp32_path if name == "fp32" else int8_path).stat().st_size,
             "items_per_s": len(texts) / c.median(batch[name]),
             "p50_ms_single": 1e3 * c.median(single[name]),
             **metrics(gold, [x.label for x in preds[name]], labels),

@@ -11,15 +11,15 @@ sequences full length) it times, interleaved in one process with the same thread
 - OpenVINO fp32: the same ONNX file through OpenVINO's CPU plugin (skipped when not installed).
 
 GFLOP/s counts the matrix products only: 2 * 4H * (in + H) multiply-adds per direction, layer,
-time step and sequence. The machine's fp32 peak is measured in the same run as the best of a
-large square GEMM in numpy, ONNX Runtime and PyTorch.
+time step and sequence. The machine's fp32 peak is measured in the same run as ONNX Runtime's
+(MLAS) large square GEMM at the same thread count, numpy's beside it
+(`benchmarks/roofline.py`).
 
     python -m benchmarks.kernels --threads 2
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _common as c
+from benchmarks import roofline
 
 NAME = "kernels"
 GATE_ORDER = [0, 3, 1, 2]  # PyTorch (i, f, g, o) -> ONNX (i, o, f, c)
@@ -139,50 +140,6 @@ def openvino_model(path: Path, threads: int) -> tuple[Any, str | None]:
         return None, f"OpenVINO cannot compile the model: {exc}"
 
 
-def gemm_peak(n: int, threads: int, reps: int) -> dict[str, Any]:
-    """Best fp32 GFLOP/s of an n x n x n matrix product in numpy, ONNX Runtime and PyTorch."""
-    import numpy as np
-    import onnx
-    import torch
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    flops = 2.0 * n**3
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "B"], ["C"])],
-        "gemm",
-        [
-            helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n]),
-            helper.make_tensor_value_info("B", TensorProto.FLOAT, [n, n]),
-        ],
-        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = Path(tempfile.mkdtemp(prefix="bilstm-bench-")) / "gemm.onnx"
-    onnx.save_model(model, str(path))
-    sess = ort_session(path, threads)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    cases: dict[str, Callable[[], Any]] = {
-        "onnxruntime": lambda: sess.run(None, {"A": a, "B": b}),
-        "torch": lambda: torch.mm(ta, tb),
-    }
-    if threads == (os.cpu_count() or threads):  # numpy's BLAS uses every core
-        cases["numpy"] = lambda: a @ b
-    for fn in cases.values():
-        fn()
-    times = c.interleave(cases, reps)
-    gflops = {name: flops / min(xs) / 1e9 for name, xs in times.items()}
-    return {
-        "n": n,
-        "gflops": gflops,
-        "peak_gflops": max(gflops.values()),
-        "peak_by": max(gflops, key=gflops.__getitem__),
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = c.parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--input-size", type=int, default=300)
@@ -220,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (None, "--no-openvino") if args.no_openvino else openvino_model(fp32, args.threads)
     )
 
-    peak = gemm_peak(args.gemm_n, args.threads, 3 if not args.smoke else 1)
+    peak = roofline.gemm_peak(args.threads, args.gemm_n, 3 if not args.smoke else 1)
     print(f"fp32 GEMM peak {peak['peak_gflops']:.1f} GFLOP/s ({peak['peak_by']})", file=sys.stderr)
     rng = np.random.default_rng(1)
     configs = []

@@ -23,7 +23,8 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.train
 
 SCRIPTS = {
-    "throughput": ["files"],
+    "throughput": ["files", "sweep", "roofline", "dev_accuracy"],
+    "roofline": ["gemm", "profile", "limit_items_per_s"],
     "latency": ["cases", "ratio_p50"],
     "coldstart": ["wall_s", "ratio"],
     "kernels": ["gemm", "configs"],
@@ -36,6 +37,7 @@ SCRIPTS = {
 }
 NEEDS_ASSETS = {
     "throughput",
+    "roofline",
     "latency",
     "coldstart",
     "memory",
@@ -90,9 +92,15 @@ def test_outputs_agree_and_render(results_dir: Path) -> None:
     if not (results_dir / "throughput.json").exists():
         pytest.skip("the script smoke runs did not run")
     throughput = json.loads((results_dir / "throughput.json").read_text())
+    first = f"runtime:{next(iter(throughput['models']))}"
     for f in throughput["files"].values():
-        assert f["outputs"]["same_label"] == f["outputs"]["lines"] == f["lines"]
-        assert f["outputs"]["max_prob_diff"] < 1e-4
+        assert {first, "torch:grouped", "torch:packed"} <= set(f["rows"])
+        for pair in (f"{first} vs torch:grouped", "torch:packed vs torch:grouped"):
+            same = f["outputs"][pair]
+            assert same["same_label"] == same["lines"] == f["lines"], pair
+            assert same["max_prob_diff"] < 1e-4, pair
+        fair = f["rows"]["torch:grouped"]
+        assert fair["ratio_e2e"] == 1.0 and 0 < fair["roofline_share_scoring"]
     render = importlib.import_module("benchmarks.render")
     report = results_dir / "RESULTS.md"
     assert render.main(["--results", str(results_dir), "--out", str(report)]) == 0
@@ -121,3 +129,23 @@ def test_results_name_no_machine_paths() -> None:
         "<repo>/key": ["<repo>/a"],
         "python": "<python>/bin/python",
     }
+
+
+def test_roofline_flops_formula() -> None:
+    """The shipped sentiment model's dimensions give the documented count."""
+    roofline = importlib.import_module("benchmarks.roofline")
+    dims = {
+        "embedding_dim": 128,
+        "hidden_size": 128,
+        "num_layers": 1,
+        "cell": "lstm",
+        "merge": "concat",
+        "num_labels": 2,
+    }
+    # 2 directions x 2 FLOPs x 4 gates x 128 x (128 + 128)
+    assert roofline.flops_per_token(dims) == 2 * 2 * 4 * 128 * 256
+    two = {**dims, "num_layers": 2, "merge": "sum", "cell": "gru"}
+    assert roofline.flops_per_token(two) == 2 * 2 * 3 * 128 * (256 + 256)
+    item = roofline.flops_per_item(dims, tokens_avg=10.0)
+    assert item["flops_per_item"] == 10.0 * 524288 + 2 * 256 * 2
+    assert roofline.limit_items_per_s(100.0, 1e6) == 1e5
