@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from bilstm.runtime.model import BiLSTM, Reading
 from bilstm.runtime.output import Format, RecordWriter, atomic_output
 from bilstm.runtime.session import Device, Optimization
 from bilstm.runtime.taskspec import RunOptions
+
+if TYPE_CHECKING:
+    from bilstm.runtime.workers import ModelSource
 
 log = logging.getLogger("bilstm")
 
@@ -58,6 +61,7 @@ GENERIC_IGNORES = (
     "warmup",
     "profile",
     "optimized_model",
+    "workers",
 )
 
 
@@ -313,6 +317,15 @@ def run(
         int, typer.Option(min=0, help="CUDA device id (with --device cuda or auto).")
     ] = 0,
     threads: ThreadsOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes scoring chunks side by side, each with its own ONNX "
+            "Runtime session of --threads intra-op threads (default with workers: the cores "
+            "shared out); input order is kept. Text models.",
+        ),
+    ] = 1,
     optimization: Annotated[
         Optimization, typer.Option(help="ONNX Runtime graph optimisation level.")
     ] = Optimization.all,
@@ -374,7 +387,18 @@ def run(
         _check_task_options(given, bilstm, anomalies, follow)
         if batch_size is None:
             batch_size = bilstm.batch_size
-        bilstm.warmup(warmup)
+        pool = None
+        if workers > 1:
+            if profile is not None:
+                raise BiLSTMError(
+                    "--profile records one ONNX Runtime session; with --workers each worker "
+                    "has its own. Profile with --workers 1"
+                )
+            from bilstm.runtime.workers import default_threads
+
+            pool = bilstm.worker_source(threads or default_threads(workers), warmup)
+        else:
+            bilstm.warmup(warmup)
         opts = RunOptions(
             batch_size,
             top_k=top_k,
@@ -386,7 +410,7 @@ def run(
             follow=follow,
         )
         reading = Reading(chunk_size, max_line_bytes, shard_of, max_delay_ms)
-        failed = _score(bilstm, input, output, fmt, opts, reading, on_error, quiet)
+        failed = _score(bilstm, input, output, fmt, opts, reading, on_error, quiet, pool, workers)
         if profile:
             _report_profile(bilstm.session.end_profiling())
     if failed:
@@ -402,32 +426,40 @@ def _score(
     reading: Reading,
     on_error: OnError,
     quiet: bool,
+    pool: ModelSource | None = None,
+    workers: int = 1,
 ) -> int:
-    """Write `source`'s records, chunk by chunk; the number of error records."""
+    """Write `source`'s records, chunk by chunk; the number of error records. With `pool`
+    (how each worker opens the model) and `workers` > 1, chunks are scored by worker
+    processes, which also render JSONL/TSV lines (the records need not travel back)."""
+    from bilstm.runtime.workers import Rendering
+
     show = not quiet and sys.stderr.isatty()
     start = time.perf_counter()
     count = failed = 0
     with atomic_output(output) as handle, _progress(show) as advance:
-        writer = RecordWriter(handle, fmt, model.tsv_columns(opts))
-        for records, size in model.record_chunks(source, opts, reading):
-            bad = [r for r in records if "error" in r]
-            if bad and on_error is OnError.stop:
-                where = bad[0].get("line", bad[0].get("row"))
-                raise BiLSTMError(f"{source}:{where}: {bad[0]['error']} (--on-error stop)")
-            for record in records:
-                writer.write(record)
-            writer.flush()
+        columns = model.tsv_columns(opts)
+        writer = RecordWriter(handle, fmt, columns)
+        rendering = None if fmt is Format.table else Rendering(fmt.value, tuple(columns))
+        for part in model.chunk_results(source, opts, reading, pool, workers, rendering):
+            bad = part.first_error
+            if bad is not None and on_error is OnError.stop:
+                where = bad.get("line", bad.get("row"))
+                raise BiLSTMError(f"{source}:{where}: {bad['error']} (--on-error stop)")
+            if part.text is not None:
+                handle.write(part.text)
+            else:
+                writer.write_many(part.records or [])
+                writer.flush()
             handle.flush()  # each chunk is out as soon as it is scored (live input waits)
-            count += size
-            failed += len(bad)
-            advance(size)
+            count += part.size
+            failed += part.errors
+            advance(part.size)
     if not quiet:
         elapsed = time.perf_counter() - start
         rate = count / elapsed if elapsed > 0 else 0.0
-        _stderr(
-            f"{count} records, {failed} errors, {elapsed:.2f} s ({rate:,.0f}/s) "
-            f"on {model.providers[0]}"
-        )
+        where = model.providers[0] + (f", {workers} workers" if pool and workers > 1 else "")
+        _stderr(f"{count} records, {failed} errors, {elapsed:.2f} s ({rate:,.0f}/s) on {where}")
     return failed
 
 

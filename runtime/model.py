@@ -34,6 +34,7 @@ from bilstm.runtime.taskspec import RunOptions, TaskSpec
 
 if TYPE_CHECKING:
     from bilstm.runtime.sharding import Shard
+    from bilstm.runtime.workers import ChunkResult, ModelSource, Rendering
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ class BiLSTM:
         # Default rows per inference batch: a GPU runs 1024 rows in little more time than 64
         self.batch_size = CUDA_BATCH_SIZE if cuda is not None else DEFAULT_BATCH_SIZE
         self._input_names = {i.name for i in session.get_inputs()}
+        self._load_options: dict[str, Any] = {}
+        """How `load` opened the model (device, optimisation): worker processes do the same."""
 
     @classmethod
     def load(
@@ -253,7 +256,13 @@ class BiLSTM:
             )
         _check_io(session, meta, path, task_cls)
         _check_tables(checked, meta, path)
-        return task_cls(session, meta, path)
+        loaded = task_cls(session, meta, path)
+        loaded._load_options = {
+            "device_id": device_id,
+            "optimization": optimization.value,
+            "tf32": tf32,
+        }
+        return loaded
 
     def warmup(self, runs: int = 1) -> None:
         """Run the graph `runs` times on a small dummy batch (first-call costs paid upfront)."""
@@ -364,6 +373,45 @@ class BiLSTM:
         """`bilstm-run` records for an input file (or `-`), in input order, chunk by chunk,
         each with the number of input lines or windows it covers."""
         raise NotImplementedError
+
+    def worker_source(self, threads: int | None, warmup: int = 0) -> ModelSource:
+        """How a worker process opens this model: the same file, device and optimisation,
+        with `threads` intra-op threads."""
+        from bilstm.runtime.workers import ModelSource
+
+        on_cuda = self._binding_device is not None
+        return ModelSource(
+            path=str(self.path),
+            device="cuda" if on_cuda else "cpu",
+            device_id=int(self._load_options.get("device_id", 0)),
+            threads=threads,
+            optimization=str(self._load_options.get("optimization", "all")),
+            tf32=bool(self._load_options.get("tf32", False)),
+            warmup=warmup,
+        )
+
+    def chunk_results(
+        self,
+        source: str,
+        opts: RunOptions,
+        reading: Reading,
+        workers: ModelSource | None = None,
+        count: int = 1,
+        rendering: Rendering | None = None,
+    ) -> Iterator[ChunkResult]:
+        """`record_chunks` as `ChunkResult`s (records, line count, error records), in input
+        order; with `workers` (how each opens the model) and `count` > 1, scored by that many
+        worker processes (`runtime/workers.py`), rendered there when `rendering` is given."""
+        from bilstm.runtime.workers import ChunkResult
+
+        if workers is not None and count > 1:
+            raise InputError(
+                f"workers apply to models that read text lines; a {self.task} model's input "
+                "is scored in one process (use workers=1)"
+            )
+        for records, size in self.record_chunks(source, opts, reading):
+            bad = [r for r in records if "error" in r]
+            yield ChunkResult(size, records, None, len(bad), bad[0] if bad else None)
 
     def stream(
         self,

@@ -89,25 +89,41 @@ class _JsonLine:
 
 
 class RecordWriter:
-    """Writes result records as JSON lines or as TSV with a header row."""
+    """Writes result records as JSON lines or as TSV with a header row (`header=False`: no
+    header, for a worker process rendering a chunk that the parent writes)."""
 
-    def __init__(self, handle: TextIO, fmt: Format, columns: Sequence[str]) -> None:
+    def __init__(
+        self, handle: TextIO, fmt: Format | str, columns: Sequence[str], header: bool = True
+    ) -> None:
         self.handle = handle
         self.fmt = Format(fmt)
         self.columns = list(columns)
         self._rows: list[list[str]] = []
         self._json = _JsonLine()
-        if self.fmt is Format.tsv:
+        if self.fmt is Format.tsv and header:
             handle.write("\t".join(self.columns) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one record (table rows are buffered until `flush`)."""
-        if self.fmt is Format.jsonl:
-            self.handle.write(self._json(record) + "\n")
-        elif self.fmt is Format.tsv:
-            self.handle.write("\t".join(tsv_cells(record, self.columns)) + "\n")
+        self.write_many((record,))
+
+    def write_many(self, records: Sequence[dict[str, Any]]) -> None:
+        """Write records in order: one write call for JSONL and TSV (table rows are buffered
+        until `flush`)."""
+        if self.fmt is Format.table:
+            self._rows.extend(tsv_cells(record, self.columns) for record in records)
         else:
-            self._rows.append(tsv_cells(record, self.columns))
+            self.handle.write(self.lines(records))
+
+    def lines(self, records: Sequence[dict[str, Any]]) -> str:
+        """The JSONL or TSV lines of records, each ended by a newline (not for tables)."""
+        if self.fmt is Format.jsonl:
+            encode = self._json
+            return "".join([encode(record) + "\n" for record in records])
+        if self.fmt is Format.tsv:
+            columns = self.columns
+            return "".join(["\t".join(tsv_cells(r, columns)) + "\n" for r in records])
+        raise ValueError("a table is drawn per chunk by flush(), it has no lines")
 
     def flush(self) -> None:
         """Render buffered table rows (one table per input chunk, for people to read)."""

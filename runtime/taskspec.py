@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from bilstm.runtime import metadata as md
 
 # `bilstm-run` options that mean something for every model reading text lines.
-TEXT_RUN_OPTIONS = frozenset({"shard", "chunk_size", "on_error", "max_line_bytes", "max_delay_ms"})
+TEXT_RUN_OPTIONS = frozenset(
+    {"shard", "chunk_size", "on_error", "max_line_bytes", "max_delay_ms", "workers"}
+)
 
 
 @dataclass(frozen=True)

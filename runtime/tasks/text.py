@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -13,12 +14,21 @@ import onnxruntime as ort
 from bilstm.core.batching import length_order
 from bilstm.core.errors import InputError
 from bilstm.core.preprocess import BLANK, MASK, TextEncoder
-from bilstm.core.reader import Line, line_batches
+from bilstm.core.reader import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_DELAY_MS,
+    DEFAULT_MAX_LINE_BYTES,
+    Line,
+    line_batches,
+)
 from bilstm.core.vocab import Vocabulary
 from bilstm.runtime import metadata as md
 from bilstm.runtime.metadata import ModelMetadata
 from bilstm.runtime.model import BiLSTM, Reading, _texts, check_output
 from bilstm.runtime.taskspec import RunOptions
+
+if TYPE_CHECKING:
+    from bilstm.runtime.workers import ChunkResult, ModelSource, Rendering
 
 
 class TextModel(BiLSTM):
@@ -178,12 +188,62 @@ class TextModel(BiLSTM):
         input (pipe, terminal) a chunk also ends once its first line has waited
         `reading.max_delay_ms`, so records follow their lines (not with a shard, whose chunks
         must be the same whatever the timing)."""
-        from bilstm.runtime.sharding import select_chunks
-
-        delay = None if reading.shard is not None else reading.max_delay_ms
-        chunks = line_batches(source, reading.max_line_bytes, reading.chunk_size, delay)
-        for chunk in select_chunks(chunks, reading.shard):
+        for chunk in line_chunks(source, reading):
             yield self.line_records(chunk, opts), len(chunk)
+
+    def chunk_results(
+        self,
+        source: str,
+        opts: RunOptions,
+        reading: Reading,
+        workers: ModelSource | None = None,
+        count: int = 1,
+        rendering: Rendering | None = None,
+    ) -> Iterator[ChunkResult]:
+        if workers is None or count <= 1:
+            yield from super().chunk_results(source, opts, reading)
+            return
+        from bilstm.runtime.workers import WorkerPool
+
+        with WorkerPool(workers, count, opts, rendering) as pool:
+            yield from pool.map(line_chunks(source, reading))
+
+    def score_file(
+        self,
+        source: str | Path,
+        workers: int = 1,
+        threads: int | None = None,
+        batch_size: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        **options: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """The records `bilstm-run` writes for a text file (or "-", stdin), one per line in
+        input order, read and scored `chunk_size` lines at a time (memory stays bounded).
+
+        `workers` > 1 scores chunks in that many processes, each with its own ONNX Runtime
+        session of `threads` intra-op threads (default: the cores shared out), on the same
+        device as this model; the order is kept. A bad line gets an error record; a worker
+        that fails raises `WorkerError`. `options` are the task's `STREAM_OPTIONS`.
+        """
+        from bilstm.runtime.workers import default_threads
+
+        no_options(self, options, self.STREAM_OPTIONS)
+        for name, value in (("workers", workers), ("chunk_size", chunk_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        if threads is not None and (
+            not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+        ):
+            raise InputError(f"threads must be an integer >= 1, got {threads!r}")
+        given = {k: v for k, v in options.items() if v is not None}
+        opts = RunOptions(self._batch(batch_size), **given)
+        reading = Reading(chunk_size, max_line_bytes, None, DEFAULT_MAX_DELAY_MS)
+        pool = None
+        if workers > 1:
+            pool = self.worker_source(threads or default_threads(workers))
+        results = self.chunk_results(str(source), opts, reading, pool, workers)
+        return (record for result in results for record in result.records or [])
 
     def stream_records(
         self, batches: Iterable[list[Any]], opts: RunOptions
@@ -203,6 +263,17 @@ class TextModel(BiLSTM):
         too long values get error records."""
         lines = [_value_line(i, v, opts.max_text_bytes) for i, v in enumerate(values)]
         return self.line_records(lines, opts)
+
+
+def line_chunks(source: str, reading: Reading) -> Iterator[list[Line]]:
+    """The chunks of input lines that are scored at a time (`record_chunks`): the shard's
+    chunks only, and from a live input a chunk ends once its first line has waited
+    `reading.max_delay_ms` (not with a shard, whose chunks must not depend on timing)."""
+    from bilstm.runtime.sharding import select_chunks
+
+    delay = None if reading.shard is not None else reading.max_delay_ms
+    chunks = line_batches(source, reading.max_line_bytes, reading.chunk_size, delay)
+    yield from select_chunks(chunks, reading.shard)
 
 
 def _strip_line_end(value: Any) -> Any:
