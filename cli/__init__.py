@@ -42,9 +42,16 @@ def _import_app() -> typer.Typer:
     return app
 
 
+def _export_module_app() -> typer.Typer:
+    from bilstm.export.module_cli import app
+
+    return app
+
+
 TRAINING_APPS = {
     "train": _train_app,
     "export": _export_app,
+    "export-module": _export_module_app,
     "tune": _tune_app,
     "import": _import_app,
 }
@@ -70,6 +77,10 @@ def app() -> typer.Typer:
     from bilstm.runtime.plots import plot_app
 
     umbrella.add_typer(plot_app(), name="plot")
+    # ORT-format conversion runs on the runtime-only install (onnxruntime ships the converter).
+    from bilstm.runtime.convert import convert
+
+    umbrella.command("convert")(convert)
     return umbrella
 
 
