@@ -5,6 +5,8 @@ The texts are encoded once; two batch plans of the same batch size are padded on
 and `file_order` (batches as the lines come). Timed: running every batch of a plan through
 the ONNX Runtime session, and through the PyTorch model (which packs each batch, so its RNN
 skips padding but the embedding and pooling do not), interleaved, same threads and weights.
+A third PyTorch row is the fair baseline's plan (`benchmarks/torch_baseline.py`): batches of
+one exact length through the layers without packing, so nothing is padded.
 Padding fraction = padded slots / all slots of the plan.
 
     python -m benchmarks.padding --threads 2
@@ -94,6 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for name, padded in tensors.items():
             cases[f"torch_{name}"] = lambda padded=padded: run_torch(padded)
+        # The fair baseline's plan: exact-length groups, layers without packing, no padding.
+        from benchmarks import torch_baseline as tb
+
+        exact = [x for _, x, _ in tb.batches(encoded, args.batch_size, "grouped")]
+
+        def run_exact() -> None:
+            with torch.inference_mode():
+                for x in exact:
+                    tb.forward_exact(net, x)
+
+        cases["torch_exact_length_unpacked"] = run_exact
     for fn in cases.values():
         fn()
     times = c.interleave(cases, args.rounds)

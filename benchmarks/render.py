@@ -27,6 +27,7 @@ ORDER = [
     "padding",
     "overlap",
     "export_time",
+    "profile_cli",
     "gpu",
 ]
 FINDINGS = c.REPO / "benchmarks" / "findings.md"
@@ -514,6 +515,22 @@ def export_time(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     return out
 
 
+def profile_cli(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    cmd = " ".join(Path(x).name if "/" in x else x for x in r["profiled_command"])
+    out = [
+        f"`{cmd}` ({r['lines']:,} lines) under `py-spy record`, {r['samples']:,} samples; "
+        "a sample counts for the first stage on its stack:",
+        "",
+        *table(["stage", "share"], [[k, pct(v)] for k, v in r["stages"].items()]),
+        "Functions by own (leaf) samples:",
+        "",
+        *table(
+            ["function", "share"], [[x["function"], pct(x["share"])] for x in r["top_functions"]]
+        ),
+    ]
+    return out
+
+
 def gpu(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     if "skipped" in r:
         return [f"Skipped on this machine: {r['skipped']}.", ""]
@@ -641,6 +658,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[
     "padding": ("7. Padding waste: length bucketing on vs off", padding),
     "overlap": ("Overlapping preparation with inference", overlap),
     "export_time": ("Export time", export_time),
+    "profile_cli": ("Where `bilstm-run`'s time goes (py-spy)", profile_cli),
     "gpu": ("GPU (CUDA)", gpu),
 }
 

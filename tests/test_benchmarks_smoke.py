@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.train
 SCRIPTS = {
     "throughput": ["files", "sweep", "roofline", "dev_accuracy"],
     "roofline": ["gemm", "profile", "limit_items_per_s"],
+    "profile_cli": ["stages", "top_functions", "samples"],
     "latency": ["cases", "ratio_p50"],
     "coldstart": ["wall_s", "ratio"],
     "kernels": ["gemm", "configs"],
@@ -37,6 +39,7 @@ SCRIPTS = {
 }
 NEEDS_ASSETS = {
     "throughput",
+    "profile_cli",
     "roofline",
     "latency",
     "coldstart",
@@ -72,6 +75,8 @@ def test_script_runs_on_a_tiny_model(name: str, assets: Any, results_dir: Path) 
             "--data",
             str(assets.data),
         ]
+    if name == "profile_cli" and shutil.which("py-spy") is None:
+        pytest.skip("py-spy is not installed (pip install py-spy)")
     module = importlib.import_module(f"benchmarks.{name}")
     assert module.main(argv) == 0
     doc = json.loads(out.read_text(encoding="utf-8"))
