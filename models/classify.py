@@ -15,14 +15,14 @@ from rich.console import Console
 from bilstm.core import datasets
 from bilstm.core.batching import length_batches, pad_batch
 from bilstm.core.datasets import LabelledText
-from bilstm.core.errors import DataError
+from bilstm.core.errors import CheckpointError, DataError
 from bilstm.core.metrics import classification_metrics
 from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
 from bilstm.core.vocab import UNK_ID, Vocabulary
 from bilstm.models import options, skeleton
-from bilstm.models.checkpoint import Checkpoint
+from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
-from bilstm.models.network import BiLSTMClassifier
+from bilstm.models.network import BiLSTMClassifier, BiLSTMCloze
 from bilstm.models.options import TrainOptions
 from bilstm.models.skeleton import Prepared
 from bilstm.models.training import apply_vectors
@@ -44,10 +44,12 @@ class ClassifySpec:
         batch_size: int,
         device: torch.device,
         weight: torch.Tensor | None,
+        soft: SoftTargets | None = None,
     ) -> None:
         self.ids, self.labels, self.names = ids, labels, names
         self.batch_size, self.device = batch_size, device
         self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        self.soft = soft
 
     def lengths(self, split: str) -> list[int]:
         return [len(s) for s in self.ids[split]]
@@ -60,7 +62,11 @@ class ClassifySpec:
         self, model: torch.nn.Module, split: str, batch: list[int], rng: random.Random
     ) -> torch.Tensor:
         target = torch.tensor([self.labels[split][i] for i in batch], device=self.device)
-        return self.loss_fn(self._forward(model, split, batch), target)  # type: ignore[no-any-return]
+        logits = self._forward(model, split, batch)
+        hard = self.loss_fn(logits, target)
+        if self.soft is None or split != "train":
+            return hard  # type: ignore[no-any-return]
+        return self.soft.mix(hard, logits, batch)
 
     def evaluate(self, model: torch.nn.Module, split: str) -> dict[str, Any]:
         preds = [0] * len(self.ids[split])
@@ -73,6 +79,133 @@ class ClassifySpec:
         return classification_metrics(self.labels[split], preds, self.names)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """`--teacher`: learn from a trained classifier's softened outputs as well as the labels."""
+
+    teacher: Path
+    """The teacher's checkpoint folder (a classify checkpoint with the same labels)."""
+    temperature: float = 2.0
+    """Softmax temperature T for both sides of the soft-target loss."""
+    weight: float = 0.5
+    """Share `a` of the soft-target loss: (1 - a) * cross-entropy + a * T^2 * KL."""
+
+
+class SoftTargets:
+    """The teacher's logits for every training text, computed once (eval mode, no gradients).
+
+    The teacher is frozen and deterministic in eval mode, so its outputs per text never change:
+    running it once before training gives exactly the targets of running it every batch.
+    """
+
+    def __init__(self, logits: torch.Tensor, temperature: float, weight: float) -> None:
+        self.logits, self.temperature, self.weight = logits, temperature, weight
+
+    def mix(self, hard: torch.Tensor, student: torch.Tensor, batch: list[int]) -> torch.Tensor:
+        """Hinton et al. (2015): (1 - a) * CE(labels) + a * T^2 * KL(teacher_T || student_T).
+
+        T^2 keeps the soft term's gradients on the scale of the hard term's when T changes.
+        """
+        t = self.temperature
+        teacher = torch.softmax(self.logits[batch].to(student.device) / t, dim=-1)
+        kl = torch.nn.functional.kl_div(
+            torch.log_softmax(student / t, dim=-1), teacher, reduction="batchmean"
+        )
+        return (1 - self.weight) * hard + self.weight * t * t * kl
+
+
+def teacher_logits(
+    distill: Distillation, labels: list[str], texts: Sequence[str], batch_size: int
+) -> torch.Tensor:
+    """The teacher's logits [texts, labels] in the student's label order.
+
+    The teacher reads each text with its own tokenizer and vocabulary, so it may differ from
+    the student in every setting but its labels.
+    """
+    teacher = load_checkpoint(distill.teacher)
+    where = f"--teacher {distill.teacher}"
+    if not isinstance(teacher.model, BiLSTMClassifier) or teacher.tokenizer is None:
+        raise CheckpointError(
+            f"{where}: is a {teacher.task} checkpoint; the teacher must be a classify "
+            "checkpoint (the --out folder of `bilstm train classify`) with the same labels"
+        )
+    if sorted(teacher.labels) != sorted(labels):
+        raise DataError(
+            f"{where}: the teacher's labels {teacher.labels} differ from the training data's "
+            f"{labels}; distillation needs a teacher trained on the same label set"
+        )
+    tok, vocab = Tokenizer(teacher.tokenizer), teacher.vocabulary
+    assert vocab is not None  # every text checkpoint has one
+    ids = [vocab.encode(tok.tokenize(t)) or [UNK_ID] for t in texts]
+    out = torch.empty(len(ids), len(labels))
+    model = teacher.model.eval()
+    with torch.inference_mode():
+        for batch in length_batches([len(x) for x in ids], batch_size):
+            padded, lens = pad_batch([ids[i] for i in batch])
+            out[batch] = model(torch.from_numpy(padded), torch.from_numpy(lens)).float()
+    order = [teacher.labels.index(lab) for lab in labels]
+    return out[:, order].clone()
+
+
+INIT_FIELDS = ("embedding_dim", "hidden_size", "num_layers", "cell", "proj_size", "merge")
+"""Settings that must match for `--init-from` to copy the embedding and recurrent layers."""
+
+
+def init_from_cloze(
+    model: BiLSTMClassifier,
+    vocab: Vocabulary,
+    tokenizer_cfg: TokenizerConfig,
+    source: Path,
+    console: Console,
+) -> None:
+    """`--init-from`: copy a cloze checkpoint's recurrent layers and its word vectors.
+
+    The embedding rows of words both vocabularies hold are copied (the classifier's
+    vocabulary comes from its own training data); the recurrent layers are copied whole, so
+    their shapes (embedding size, hidden size, layers, cell, projection, merge) must match.
+    """
+    where = f"--init-from {source}"
+    cloze = load_checkpoint(source)
+    if not isinstance(cloze.model, BiLSTMCloze) or cloze.tokenizer is None:
+        raise CheckpointError(
+            f"{where}: is a {cloze.task} checkpoint; --init-from takes a cloze checkpoint "
+            "(the --out folder of `bilstm train cloze`)"
+        )
+    ours, theirs = model.cfg, cloze.model_config
+    flags = {"num_layers": "layers"}
+    differ = [
+        f"{name} {getattr(theirs, name)} (this run's --{flags.get(name, name).replace('_', '-')} "
+        f"is {getattr(ours, name)})"
+        for name in INIT_FIELDS
+        if getattr(ours, name) != getattr(theirs, name)
+    ]
+    if cloze.tokenizer.lowercase != tokenizer_cfg.lowercase:
+        differ.append(
+            f"lowercase {cloze.tokenizer.lowercase} (this run's is {tokenizer_cfg.lowercase})"
+        )
+    if theirs.char_vocab_size:
+        differ.append("character features (a classifier has none)")
+    if differ:
+        raise CheckpointError(
+            f"{where}: the cloze model's layers do not fit this classifier: it has "
+            + "; ".join(differ)
+            + ". Give the same settings as the cloze run, or pretrain a cloze model with these"
+        )
+    known = cloze.vocabulary
+    assert known is not None  # every text checkpoint has one
+    source_embedding = cloze.model.embedder.embedding.weight
+    shared = [(i, known.id_of(t)) for i, t in enumerate(vocab.tokens) if t in known]
+    with torch.no_grad():
+        for mine, theirs_id in shared:
+            if mine > 0:  # keep the padding row zero
+                model.embedding.weight[mine] = source_embedding[theirs_id]
+        model.encoder.load_state_dict(cloze.model.encoder.state_dict())
+    console.print(
+        f"init-from {source}: {ours.num_layers} recurrent layer(s) and the vectors of "
+        f"{sum(1 for mine, _ in shared if mine > 1)} of {len(vocab) - 2} vocabulary words copied"
+    )
+
+
 @dataclass
 class ClassifyTrainer:
     """The classify hooks of the training skeleton (`bilstm.models.skeleton.train`)."""
@@ -82,6 +215,8 @@ class ClassifyTrainer:
     model_cfg: dict[str, Any]
     tokenizer_cfg: TokenizerConfig
     paths: tuple[Path, Path] | None = None
+    distill: Distillation | None = None
+    init_from: Path | None = None
     name: str = "classify"
 
     def build(self, cfg: TrainConfig, console: Console) -> Checkpoint:
@@ -98,6 +233,8 @@ class ClassifyTrainer:
         )
         model = BiLSTMClassifier(model_config)
         apply_vectors(model.embedding, vocab, cfg, console)
+        if self.init_from is not None:
+            init_from_cloze(model, vocab, self.tokenizer_cfg, self.init_from, console)
         return Checkpoint(
             model=model,
             model_config=model_config,
@@ -127,8 +264,13 @@ class ClassifyTrainer:
         }
         gold = {name: [index[it.label] for it in items] for name, items in splits.items()}
         weight = _class_weights(gold["train"], len(labels), device) if cfg.class_weights else None
+        soft = None
+        if self.distill is not None:
+            texts = [it.text for it in self.train_items]
+            logits = teacher_logits(self.distill, labels, texts, cfg.batch_size)
+            soft = SoftTargets(logits.to(device), self.distill.temperature, self.distill.weight)
         return Prepared(
-            spec=ClassifySpec(ids, gold, labels, cfg.batch_size, device, weight),
+            spec=ClassifySpec(ids, gold, labels, cfg.batch_size, device, weight, soft),
             base=base,
             train_examples=len(self.train_items),
             dev_examples=len(self.dev_items),
@@ -170,15 +312,21 @@ def train_classifier(
     console: Console | None = None,
     resume: bool = False,
     paths: tuple[Path, Path] | None = None,
+    distill: Distillation | None = None,
+    init_from: Path | None = None,
 ) -> Checkpoint:
     """Train a classifier, keep the best epoch by dev accuracy, save it to `out` each epoch.
 
-    `paths` (training, dev file) make error messages name the files.
+    `paths` (training, dev file) make error messages name the files. `distill` adds a
+    teacher's soft targets to the loss; `init_from` (a cloze checkpoint) initialises the
+    embedding and recurrent layers of a new run.
 
     `model_cfg` holds `ModelConfig` fields except vocab_size/num_labels, which come from data.
     With `resume`, training continues from the checkpoint at `out`.
     """
-    task = ClassifyTrainer(train_items, dev_items, model_cfg, tokenizer_cfg, paths)
+    task = ClassifyTrainer(
+        train_items, dev_items, model_cfg, tokenizer_cfg, paths, distill, init_from
+    )
     return skeleton.train(task, out, train_cfg, data_info, console, resume)
 
 
@@ -187,6 +335,9 @@ def train_from_options(
 ) -> Checkpoint:
     """`bilstm train classify`: read the TSV/JSONL files and train."""
     read = datasets.read_classification
+    distill = None
+    if opts.teacher is not None:
+        distill = Distillation(opts.teacher, opts.distill_temperature, opts.distill_weight)
     return train_classifier(
         read(opts.data, opts.skip_bad_lines),
         read(opts.dev, opts.skip_bad_lines),
@@ -198,6 +349,8 @@ def train_from_options(
         console=console,
         resume=opts.resume,
         paths=(opts.data, opts.dev),
+        distill=distill,
+        init_from=opts.init_from,
     )
 
 

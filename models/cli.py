@@ -40,7 +40,10 @@ except ImportError:
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
 # Options that only make sense for some tasks: giving them elsewhere is an error, not a no-op.
-ONLY_FOR = only_for()
+# Distillation and warm start are classify features of this command, not task settings stored
+# in the checkpoint, so they are listed here rather than in the task registry.
+CLASSIFY_ONLY = ("teacher", "distill_temperature", "distill_weight", "init_from")
+ONLY_FOR = only_for() | {name: {"classify"} for name in CLASSIFY_ONLY}
 WHY_NOT = {
     "skip_bad_lines": (
         ": a skipped CSV row would join its neighbours into a series with a gap; fix the row"
@@ -149,7 +152,7 @@ def _check_out(opts: TrainOptions) -> None:
 
     out = Path(opts.out)
     inputs = {"--data": opts.data, "--dev": opts.dev, "--config": opts.config}
-    inputs["--vectors"] = opts.vectors
+    inputs |= {"--vectors": opts.vectors, "--teacher": opts.teacher, "--init-from": opts.init_from}
     for flag, source in inputs.items():
         if source is not None:
             _check_not_inside(out, flag, Path(source))
@@ -333,6 +336,36 @@ def _check_task_options(
             )
 
 
+def _check_distill_options(opts: TrainOptions, given: dict[str, str]) -> None:
+    """Distillation settings need a teacher; --init-from starts a new run from scratch."""
+    for name in ("distill_temperature", "distill_weight"):
+        if name in given and opts.teacher is None:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag}{given[name]} sets the soft-target loss of distillation; give "
+                "--teacher CHECKPOINT too, or drop it"
+            )
+    if opts.init_from is not None and opts.resume:
+        raise InputError(
+            f"--init-from {opts.init_from} initialises a new run, but --resume continues the "
+            f"weights saved in {opts.out}; drop one of them"
+        )
+    if opts.init_from is not None and opts.vectors is not None:
+        raise InputError(
+            f"--init-from {opts.init_from} and --vectors {opts.vectors} both set the word "
+            "vectors; give one (the cloze checkpoint's vectors already come with --init-from)"
+        )
+    if opts.teacher is not None and _same_folder(opts.teacher, opts.out):
+        raise InputError(
+            f"--teacher {opts.teacher} is the --out folder; the student cannot overwrite its "
+            "own teacher. Give --out another folder"
+        )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return same_file(a, b) or a.resolve() == b.resolve()
+
+
 def train(ctx: typer.Context, **values: Any) -> None:
     """Train a BiLSTM model for TASK and write a checkpoint folder to --out."""
     # `values` are typer's conversions (Path, Enum); `params` click's, which the config file
@@ -346,6 +379,7 @@ def train(ctx: typer.Context, **values: Any) -> None:
         given |= {name: f" (from {config})" for name in from_config}
         _check_device(params["device"], "--device" + given.get("device", ""))
         opts = TrainOptions.from_params(params)
+        _check_distill_options(opts, given)
         _check_out(opts)
         if opts.resume:
             opts = _resume_options(opts, given)

@@ -46,6 +46,7 @@ TRAINING = "Training"
 TEXT = "Text tasks"
 TAGGING = "tag"
 SERIES = "forecast"
+CLASSIFY = "classify: distillation and warm start"
 
 
 def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
@@ -422,6 +423,67 @@ PARAMETERS = [
                 dir_okay=False,
                 rich_help_panel=TEXT,
                 help="Pretrained word vectors, word2vec/GloVe text format.",
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "teacher",
+        Annotated[
+            Path | None,
+            typer.Option(
+                exists=True,
+                file_okay=False,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Checkpoint folder of a trained classifier (same labels): the student also "
+                    "learns its temperature-softened outputs (knowledge distillation)."
+                ),
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "distill_temperature",
+        Annotated[
+            float,
+            typer.Option(
+                min=0.05,
+                max=100.0,
+                rich_help_panel=CLASSIFY,
+                help="Softmax temperature T of the soft targets (with --teacher).",
+            ),
+        ],
+        2.0,
+    ),
+    _param(
+        "distill_weight",
+        Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Share a of the soft-target loss (with --teacher): "
+                    "(1-a) * cross-entropy + a * T^2 * KL(teacher || student)."
+                ),
+            ),
+        ],
+        0.5,
+    ),
+    _param(
+        "init_from",
+        Annotated[
+            Path | None,
+            typer.Option(
+                exists=True,
+                file_okay=False,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Cloze checkpoint folder: start from its recurrent layers and word vectors "
+                    "(same embedding/hidden size, layers, cell, merge)."
+                ),
             ),
         ],
         None,

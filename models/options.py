@@ -11,7 +11,7 @@ from typing import Any
 from bilstm.models.config import TrainConfig
 from bilstm.models.tasks import TASKS, TaskInfo
 
-PATH_OPTIONS = ("data", "dev", "out", "config")
+PATH_OPTIONS = ("data", "dev", "out", "config", "teacher", "init_from")
 
 
 @dataclass
@@ -60,6 +60,14 @@ class TrainOptions:
     vectors: str | None
     """As given: the checkpoint's train config stores it verbatim."""
     debug: bool
+    # classify: distillation and warm start (defaults, so code that builds options by
+    # keyword without them keeps working).
+    teacher: Path | None = None
+    """Checkpoint folder of a trained classifier whose softened outputs the student learns."""
+    distill_temperature: float = 2.0
+    distill_weight: float = 0.5
+    init_from: Path | None = None
+    """Cloze checkpoint folder whose embedding and recurrent layers start a new run."""
 
     def __post_init__(self) -> None:
         # click hands over paths as str (typer converts only the callback's own arguments).
@@ -118,5 +126,22 @@ class TrainOptions:
 
 
 def data_info(opts: TrainOptions) -> dict[str, Any]:
-    """The summary's record of the data files and the command line that trained on them."""
-    return {"train": Path(opts.data).name, "dev": Path(opts.dev).name, "argv": sys.argv[1:]}
+    """The summary's record of the data files and the command line that trained on them.
+
+    A teacher or an --init-from checkpoint is part of what the model learnt from, so it is
+    recorded too (and reaches `bilstm info` through the exported metadata).
+    """
+    info: dict[str, Any] = {
+        "train": Path(opts.data).name,
+        "dev": Path(opts.dev).name,
+        "argv": sys.argv[1:],
+    }
+    if opts.teacher is not None:
+        info["teacher"] = {
+            "checkpoint": Path(opts.teacher).name,
+            "temperature": opts.distill_temperature,
+            "weight": opts.distill_weight,
+        }
+    if opts.init_from is not None:
+        info["init_from"] = Path(opts.init_from).name
+    return info

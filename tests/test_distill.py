@@ -1,0 +1,225 @@
+"""Knowledge distillation (`--teacher`) and warm start from a cloze model (`--init-from`).
+
+Tiny data and models (conftest's `trained` classifier is the teacher); `bilstm train` runs in
+this process (helpers.cli).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from helpers.checkpoints import random_checkpoint
+from helpers.cli import Run, bilstm
+
+torch = pytest.importorskip("torch")
+
+from bilstm.core.datasets import LabelledText, read_classification  # noqa: E402
+from bilstm.core.errors import CheckpointError, DataError  # noqa: E402
+from bilstm.core.tokenizer import TokenizerConfig  # noqa: E402
+from bilstm.models.checkpoint import load_checkpoint, predict_logits  # noqa: E402
+from bilstm.models.classify import (  # noqa: E402
+    ClassifyTrainer,
+    Distillation,
+    SoftTargets,
+    teacher_logits,
+)
+from bilstm.models.config import TrainConfig  # noqa: E402
+
+TINY = ["--epochs", "2", "--hidden-size", "4", "--embedding-dim", "4", "--batch-size", "16"]
+
+
+def train(*args: object) -> Run:
+    return bilstm("train", "classify", *args)
+
+
+def test_soft_target_loss_is_hintons() -> None:
+    """(1 - a) * CE + a * T^2 * KL(softmax(t/T) || softmax(s/T)), computed by hand."""
+    teacher = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    student = torch.tensor([[0.3, 0.2, -0.1], [1.0, -1.0, 0.0]])
+    hard = torch.tensor(0.7)
+    t, a = 3.0, 0.25
+    soft = SoftTargets(teacher, temperature=t, weight=a)
+    expected_kl = 0.0
+    for row_t, row_s in zip(teacher.tolist(), student.tolist(), strict=True):
+        p = [math.exp(x / t) for x in row_t]
+        q = [math.exp(x / t) for x in row_s]
+        p = [x / sum(p) for x in p]
+        q = [x / sum(q) for x in q]
+        expected_kl += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    expected = (1 - a) * 0.7 + a * t * t * expected_kl / 2
+    assert soft.mix(hard, student, [0, 1]).item() == pytest.approx(expected, rel=1e-5)
+    # a student that matches its teacher pays only the hard part; weight 0 is plain CE
+    assert soft.mix(hard, teacher, [0, 1]).item() == pytest.approx((1 - a) * 0.7, abs=1e-6)
+    assert SoftTargets(teacher, t, 0.0).mix(hard, student, [0, 1]).item() == pytest.approx(0.7)
+    # rows are looked up by the batch's item indexes
+    swapped = soft.mix(hard, student.flip(0), [1, 0]).item()
+    assert swapped == pytest.approx(expected, rel=1e-5)
+
+
+def test_teacher_logits_are_the_eval_mode_outputs(trained, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    out, ckpt = trained
+    texts = [it.text for it in read_classification(data_dir / "train.tsv")][:50]
+    distill = Distillation(out, temperature=2.0, weight=0.5)
+    got = teacher_logits(distill, ckpt.labels, texts, batch_size=7)
+    assert not got.requires_grad
+    teacher = load_checkpoint(out)
+    assert teacher.tokenizer is not None and teacher.vocabulary is not None
+    from bilstm.core.tokenizer import Tokenizer
+
+    tok = Tokenizer(teacher.tokenizer)
+    for i in (0, 13, 49):
+        ids = teacher.vocabulary.encode(tok.tokenize(texts[i]))
+        want = predict_logits(teacher.model, [ids], [len(ids)])[0]
+        assert torch.allclose(got[i], want, atol=1e-5)
+    # dropout is off: the same texts give the same targets again (batching only pads)
+    again = teacher_logits(distill, ckpt.labels, texts, batch_size=50)
+    assert torch.allclose(got, again, atol=1e-5)
+    # the student's label order may differ from the teacher's: columns follow the student
+    flipped = teacher_logits(distill, list(reversed(ckpt.labels)), texts, batch_size=7)
+    assert torch.equal(flipped, got.flip(1))
+
+
+def test_distillation_teaches_what_the_labels_do_not(
+    trained,  # type: ignore[no-untyped-def]
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """With every training label flipped, a student that learns only from the teacher
+    (--distill-weight 1) still classifies dev right, and records its teacher; one that learns
+    only the labels gets dev wrong."""
+    teacher, _ = trained
+    rows = (data_dir / "train.tsv").read_text().splitlines()
+    swap = {"pos": "neg", "neg": "pos"}
+    flipped = [rows[0]] + [swap[r.split("\t")[0]] + "\t" + r.split("\t", 1)[1] for r in rows[1:]]
+    (tmp_path / "flipped.tsv").write_text("\n".join(flipped) + "\n")
+    common = ["--data", tmp_path / "flipped.tsv", "--dev", data_dir / "dev.tsv"]
+    common += ["--epochs", "8", "--patience", "8", "--lr", "0.02", "--batch-size", "16"]
+    common += ["--hidden-size", "6", "--embedding-dim", "8", "--dropout", "0"]
+    run = train(*common, "--out", tmp_path / "student", "--teacher", teacher,
+                "--distill-weight", "1", "--distill-temperature", "2")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    summary = json.loads((tmp_path / "student" / "summary.json").read_text())
+    assert summary["dev_metrics"]["accuracy"] >= 0.9
+    assert summary["data"]["teacher"] == {
+        "checkpoint": teacher.name,
+        "temperature": 2.0,
+        "weight": 1.0,
+    }
+    plain = train(*common, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.stderr
+    plain_summary = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert plain_summary["dev_metrics"]["accuracy"] <= 0.6
+    assert "teacher" not in plain_summary["data"]
+
+
+def test_teacher_errors(trained, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    teacher, _ = trained
+    data = ["--data", data_dir / "train.tsv", "--dev", data_dir / "dev.tsv", *TINY]
+    # distillation settings without a teacher
+    run = train(*data, "--out", tmp_path / "a", "--distill-weight", "0.3")
+    assert run.exit_code == 2 and "--distill-weight" in run.stderr and "--teacher" in run.stderr
+    # a teacher for another task's training
+    run = bilstm("train", "cloze", "--data", data_dir / "train.tsv", "--dev",
+                 data_dir / "dev.tsv", "--out", tmp_path / "b", "--teacher", teacher)  # fmt: skip
+    assert run.exit_code == 2 and "--teacher applies to classify" in run.stderr
+    # a teacher that is not a classifier
+    tagger = tmp_path / "tagger"
+    random_checkpoint("tag", save_to=tagger)
+    run = train(*data, "--out", tmp_path / "c", "--teacher", tagger)
+    assert run.exit_code == 2 and "is a tag checkpoint" in run.stderr
+    assert not (tmp_path / "c").exists()
+    # a teacher with other labels
+    other = tmp_path / "other"
+    random_checkpoint("classify", save_to=other, labels=["bad", "good"])
+    run = train(*data, "--out", tmp_path / "d", "--teacher", other)
+    assert run.exit_code == 2
+    assert "teacher's labels ['bad', 'good'] differ" in run.stderr
+    # the student would overwrite its teacher
+    run = train(*data, "--out", teacher, "--force", "--teacher", teacher)
+    assert run.exit_code == 2 and "cannot overwrite its own teacher" in run.stderr
+    assert load_checkpoint(teacher).summary["dev_metrics"]  # untouched
+
+
+CLOZE_TEXTS = ["the movie was good", "a bad plot and a dull cast", "the story was very fun"]
+
+
+def _build(items: list[LabelledText], init_from: Path, **model: int) -> ClassifyTrainer:
+    cfg = {"embedding_dim": 6, "hidden_size": 8, "num_layers": 1, **model}
+    return ClassifyTrainer(items, items, cfg, TokenizerConfig(), init_from=init_from)
+
+
+def test_init_from_copies_the_cloze_layers_and_shared_words(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    cloze_dir = tmp_path / "cloze"
+    cloze = random_checkpoint("cloze", texts=CLOZE_TEXTS, save_to=cloze_dir)
+    assert cloze.vocabulary is not None
+    items = [LabelledText("the movie was superb", "pos", 1), LabelledText("dull", "neg", 2)]
+    console = Console(stderr=True, record=True)
+    torch.manual_seed(1)
+    ckpt = _build(items, cloze_dir).build(TrainConfig(seed=1), console)
+    model, vocab = ckpt.model, ckpt.vocabulary
+    assert vocab is not None
+    for name, value in cloze.model.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], value), name
+    source = cloze.model.embedder.embedding.weight
+    for word in ("the", "movie", "was", "dull"):
+        assert torch.equal(
+            model.embedding.weight[vocab.id_of(word)], source[cloze.vocabulary.id_of(word)]
+        )
+    # a word the cloze model never saw keeps its fresh initialisation
+    fresh = ClassifyTrainer(items, items, {"embedding_dim": 6, "hidden_size": 8}, TokenizerConfig())
+    torch.manual_seed(1)
+    plain = fresh.build(TrainConfig(seed=1), console).model
+    superb = vocab.id_of("superb")
+    assert torch.equal(model.embedding.weight[superb], plain.embedding.weight[superb])
+    assert torch.count_nonzero(model.embedding.weight[0]) == 0  # padding stays zero
+    assert "vectors of 4 of 5 vocabulary words copied" in console.export_text()
+
+
+def test_init_from_refuses_what_does_not_fit(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    cloze_dir = tmp_path / "cloze"
+    random_checkpoint("cloze", texts=CLOZE_TEXTS, save_to=cloze_dir, hidden_size=6)
+    items = [LabelledText("the movie", "pos", 1), LabelledText("dull", "neg", 2)]
+    with pytest.raises(CheckpointError) as err:
+        _build(items, cloze_dir).build(TrainConfig(), Console(stderr=True))
+    assert "hidden_size 6 (this run's --hidden-size is 8)" in str(err.value)
+    with pytest.raises(CheckpointError, match=r"layers do not fit.*num_layers 1 .*--layers is 2"):
+        _build(items, cloze_dir, hidden_size=6, num_layers=2).build(
+            TrainConfig(), Console(stderr=True)
+        )
+    classifier = tmp_path / "classifier"
+    random_checkpoint("classify", save_to=classifier)
+    with pytest.raises(
+        CheckpointError, match="is a classify checkpoint; --init-from takes a cloze"
+    ):
+        _build(items, classifier).build(TrainConfig(), Console(stderr=True))
+
+
+def test_init_from_on_the_command_line(data_dir: Path, tmp_path: Path) -> None:
+    texts = [it.text for it in read_classification(data_dir / "train.tsv")]
+    cloze_dir = tmp_path / "cloze"
+    random_checkpoint("cloze", texts=texts[:40], save_to=cloze_dir, embedding_dim=4, hidden_size=4)
+    data = ["--data", data_dir / "train.tsv", "--dev", data_dir / "dev.tsv", *TINY]
+    run = train(*data, "--out", tmp_path / "run", "--init-from", cloze_dir)
+    assert run.exit_code == 0, run.stderr
+    assert "init-from" in run.stderr and "recurrent layer(s)" in run.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["data"]["init_from"] == (
+        "cloze"
+    )
+    run = train(*data, "--out", tmp_path / "run", "--resume", "--init-from", cloze_dir)
+    assert run.exit_code == 2 and "--init-from" in run.stderr and "--resume" in run.stderr
+    run = train(*data, "--out", tmp_path / "x", "--init-from", cloze_dir, "--hidden-size", "5")
+    assert run.exit_code == 2 and "hidden_size 4 (this run's --hidden-size is 5)" in run.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_labels_of_another_set_are_a_data_error(trained) -> None:  # type: ignore[no-untyped-def]
+    out, _ = trained
+    with pytest.raises(DataError, match="differ from the training data's"):
+        teacher_logits(Distillation(out), ["a", "b", "c"], ["x"], batch_size=4)
