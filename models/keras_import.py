@@ -467,8 +467,9 @@ def plan_from_keras(model: Any, config: dict[str, Any]) -> KerasPlan:
         if not stack:
             raise _refuse(layer, "comes before any Bidirectional(LSTM/GRU) layer; not mapped")
         if kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D") and sequences:
-            if layer.get_config().get("keepdims"):
-                raise _refuse(layer, "keepdims=True is not mapped")
+            pool_cfg = layer.get_config()
+            if pool_cfg.get("keepdims") or pool_cfg.get("data_format") == "channels_first":
+                raise _refuse(layer, "keepdims=True or channels_first is not mapped")
             pooling = "mean" if kind == "GlobalAveragePooling1D" else "max"
             # Keras' max pooling ignores the mask: padded zeros take part in the max.
             mask_exact = kind == "GlobalAveragePooling1D"
