@@ -42,11 +42,15 @@ class PackedIds:
     """The token ids of many sequences end to end (`flat`), with each one's start and
     length: a batch of any of them is padded with one gather, not a copy per row."""
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(
+        self, flat: np.ndarray, lengths: np.ndarray, starts: np.ndarray | None = None
+    ) -> None:
         self.flat = flat
         self.lengths = lengths
-        self.starts = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=self.starts[1:])
+        if starts is None:  # end to end, in order
+            starts = np.zeros(len(lengths), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+        self.starts = starts
 
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`pad_batch` of the sequences `rows` (in that order): `input_ids`, `lengths`."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any
 
@@ -26,6 +26,7 @@ class TextEncoder:
     chars: Vocabulary | None = None
     """Character vocabulary of the character CNN (tagging), or None."""
     max_word_length: int = 20
+    _separated: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -70,6 +71,43 @@ class TextEncoder:
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         ids = np.fromiter(map(get, flat, repeat(UNK_ID)), dtype=np.int64, count=len(flat))
         return PackedIds(ids, lengths)
+
+    def pack_texts(self, texts: Sequence[str]) -> tuple[PackedIds, list[bool]] | None:
+        """The word ids of texts split as `Tokenizer.keys_checked` splits them, cut at
+        `max_length`, and whether each was cut: the whole list in one regex pass and one
+        lookup (`Tokenizer.keys_joined`). None when the tokenizer cannot split that way."""
+        joined = self.tokenizer.keys_joined(texts)
+        if joined is None:
+            return None
+        keys, others = joined
+        limit = self.tokenizer.config.max_length
+        get = self._separated_ids().get
+        ids = np.fromiter(map(get, keys, repeat(UNK_ID)), dtype=np.int64, count=len(keys))
+        # Each text's keys lie between two separators (-1); the first text starts at 0.
+        bounds = np.empty(len(texts) + 1, dtype=np.int64)
+        bounds[0] = -1
+        bounds[1:-1] = np.flatnonzero(ids < 0)
+        bounds[-1] = len(ids)
+        starts = bounds[:-1] + 1
+        counts = bounds[1:] - starts
+        cut = counts > limit
+        lengths = np.minimum(counts, limit)
+        if others:  # their keys go after the joined ones, each text pointing at its own
+            checked = [self.tokenizer.keys_checked(texts[i]) for i in others]
+            extra = self.pack([k for k, _ in checked], keys=True)
+            rows = np.asarray(others, dtype=np.int64)
+            starts[rows] = extra.starts + len(ids)
+            lengths[rows] = extra.lengths
+            cut[rows] = [c for _, c in checked]
+            ids = np.concatenate([ids, extra.flat])
+        return PackedIds(ids, lengths, starts), cut.tolist()
+
+    def _separated_ids(self) -> dict[str, int]:
+        """The vocabulary's ids with "\n" (which no token holds) as -1: the separator of
+        `Tokenizer.keys_joined`. Built once per encoder."""
+        if self._separated is None:
+            self._separated = {**self.vocabulary._ids, "\n": -1}
+        return self._separated
 
     def char_ids(self, tokens: Sequence[str], width: int) -> np.ndarray:
         """[width, max_word_length] int64 character ids of tokens (case kept), zero-padded."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
@@ -101,6 +102,11 @@ class Tokenizer:
         self._lower_ascii_first = (
             self.config.lowercase and engine == "re" and self.config.pattern in BUILTIN_PATTERNS
         )
+        # Neither built-in pattern matches whitespace, so their tokens never span a line end:
+        # many texts joined by LF split as each one does, with LF itself as the separator.
+        self._joined: re.Pattern[str] | None = None
+        if engine == "re" and self.config.pattern in BUILTIN_PATTERNS:
+            self._joined = re.compile(f"(?:{self.config.pattern})|\n")
 
     def split(self, text: str) -> list[str]:
         """Tokens of `text` as written (case kept), truncated to `max_length`.
@@ -145,6 +151,38 @@ class Tokenizer:
         if len(keys) > limit:
             return keys[:limit], True
         return keys, False
+
+    def keys_joined(self, texts: Sequence[str]) -> tuple[list[str], list[int]] | None:
+        """The vocabulary keys of many texts in one regex pass (None: this tokenizer cannot).
+
+        Returns the keys of all texts with one "\n" item between texts (not cut at
+        `max_length`), and the indices of the texts left out of that pass, whose keys the
+        caller takes from `keys_checked`: a text that is not ASCII (lower-casing it whole
+        could change its tokens), holds an LF, or is longer than the huge-line guard. It
+        stands in the joined text as an empty text. Only the built-in patterns qualify:
+        neither matches whitespace, so no token spans the LF between two texts.
+        """
+        if self._joined is None:
+            return None
+        limit = 64 * self.config.max_length
+        joined = "\n".join(texts)
+        others: list[int] = []
+        if not (
+            joined.isascii()
+            and joined.count("\n") == len(texts) - 1
+            and max(map(len, texts), default=0) <= limit
+        ):
+            others = [
+                i for i, t in enumerate(texts) if not t.isascii() or "\n" in t or len(t) > limit
+            ]
+            if others:
+                kept = list(texts)
+                for i in others:
+                    kept[i] = ""
+                joined = "\n".join(kept)
+        if self.config.lowercase:
+            joined = joined.lower()
+        return self._joined.findall(joined), others
 
     def normalize(self, token: str) -> str:
         """The vocabulary key of a token (lower-cased when `lowercase`)."""

@@ -63,24 +63,38 @@ class Classifier(TextModel):
     def _scores(self, texts: Sequence[str], batch_size: int) -> _Scores:
         """Probabilities of every text (one matrix), token counts and truncation flags.
 
-        Without a standalone graph or character features the texts are split straight into
-        vocabulary keys (`Tokenizer.keys_checked`): a classifier needs no case-kept tokens.
+        Without a standalone graph or character features a classifier needs no case-kept
+        tokens: the texts are split straight into vocabulary keys and their ids, all texts
+        in one regex pass where the tokenizer allows (`TextEncoder.pack_texts`), else text
+        by text (`Tokenizer.keys_checked`).
         """
-        keys = not self.metadata.standalone and self.encoder.chars is None
-        tokenizer = self.encoder.tokenizer
-        split = tokenizer.keys_checked if keys else tokenizer.split_checked
-        checked = [split(t) for t in texts]
-        token_lists = [toks for toks, _ in checked]
+        token_lists: list[list[str]] = []
+        packed = None
+        if not self.metadata.standalone and self.encoder.chars is None:
+            packing = self.encoder.pack_texts(texts)
+            if packing is None:
+                checked = [self.encoder.tokenizer.keys_checked(t) for t in texts]
+                packed = self.encoder.pack([k for k, _ in checked], keys=True)
+                cut = [c for _, c in checked]
+            else:
+                packed, cut = packing
+            counts: list[int] = packed.lengths.tolist()
+        else:
+            split = self.encoder.tokenizer.split_checked
+            checked = [split(t) for t in texts]
+            token_lists = [toks for toks, _ in checked]
+            counts = [len(t) for t in token_lists]
+            cut = [c for _, c in checked]
         probs: np.ndarray | None = None
         scored = np.zeros(len(texts), dtype=bool)
-        for rows, result in self._scored_batches(token_lists, batch_size, keys=keys):
+        for rows, result in self._scored_batches(token_lists, batch_size, packed=packed):
             if probs is None:
                 probs = np.zeros((len(texts), result.shape[1]), dtype=result.dtype)
             probs[rows] = result
             scored[rows] = True
         if probs is None:
             probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        return _Scores(probs, scored, [len(t) for t in token_lists], [c for _, c in checked])
+        return _Scores(probs, scored, counts, cut)
 
     def predict(
         self, inputs: Any, batch_size: int | None = None, **options: Any
@@ -94,21 +108,24 @@ class Classifier(TextModel):
     ) -> list[dict[str, Any]]:
         scores = self._scores(texts, opts.batch_size)
         labels = self.labels
-        rounded = scores.rounded() if opts.probabilities else None
-        records = []
-        for i, values in enumerate(scores.values()):
-            rec: dict[str, Any] = {"line": numbers[i]}
-            if values is None:
-                rec["label"] = None
-                if rounded is not None:
-                    rec["probabilities"] = None
-            else:
-                rec["label"] = labels[values.index(max(values))]
-                if rounded is not None:
-                    rec["probabilities"] = dict(zip(labels, rounded[i], strict=True))
-                if scores.cut[i]:
-                    rec["truncated"] = scores.counts[i]
-            records.append(rec)
+        picked = scores.labels(labels)
+        records: list[dict[str, Any]]
+        if opts.probabilities:
+            probs = [
+                None if label is None else dict(zip(labels, row, strict=True))
+                for label, row in zip(picked, scores.rounded(), strict=True)
+            ]
+            records = [
+                {"line": n, "label": label, "probabilities": p}
+                for n, label, p in zip(numbers, picked, probs, strict=True)
+            ]
+        else:
+            records = [
+                {"line": n, "label": label} for n, label in zip(numbers, picked, strict=True)
+            ]
+        for i, cut in enumerate(scores.cut):
+            if cut:  # only a text with tokens is cut
+                records[i]["truncated"] = scores.counts[i]
         return records
 
     def tsv_columns(self, opts: RunOptions) -> list[str]:
@@ -179,6 +196,17 @@ class _Scores:
         for i in np.flatnonzero(~self.scored).tolist():
             rows[i] = None
         return rows
+
+    def labels(self, names: Sequence[str]) -> list[str | None]:
+        """Each text's label (the first most probable, as argmax), None without tokens."""
+        if np.isfinite(self.probs).all():  # argmax is then `values.index(max(values))`
+            picked: list[str | None] = [names[k] for k in self.probs.argmax(axis=1).tolist()]
+            for i in np.flatnonzero(~self.scored).tolist():
+                picked[i] = None
+            return picked
+        return [
+            None if values is None else names[values.index(max(values))] for values in self.values()
+        ]
 
     def rounded(self) -> list[list[float]]:
         """Every probability rounded to 6 decimals, exactly as Python's `round(v, 6)`.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
-from bilstm.core.batching import length_order
+from bilstm.core.batching import PackedIds, length_order
 from bilstm.core.errors import InputError
 from bilstm.core.preprocess import BLANK, MASK, TextEncoder
 from bilstm.core.reader import (
@@ -104,25 +104,27 @@ class TextModel(BiLSTM):
         token_lists: Sequence[Sequence[str]],
         batch_size: int,
         extra: Sequence[int] | None = None,
-        keys: bool = False,
+        packed: PackedIds | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(rows, output) per length-sorted batch of the non-empty token lists: the indices
         into `token_lists` and the last graph output's rows for them.
 
-        `keys=True`: the lists hold vocabulary keys (normalised tokens), not tokens as
-        written; only for a model that needs nothing else (no standalone graph, no character
-        features). The ids of all lists are looked up at once and each batch is padded with
-        one gather (`TextEncoder.pack`).
+        The ids of all lists are looked up at once and each batch is padded with one gather
+        (`TextEncoder.pack`). `packed`: those ids already made from the texts
+        (`TextEncoder.pack_texts`); then `token_lists` is not read, which only a model that
+        needs nothing else may do (no standalone graph, no character features).
         """
-        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        nonempty = np.flatnonzero(lengths)
-        if not len(nonempty):
-            return
         standalone = self.metadata.standalone
         chars = self.encoder.chars is not None
-        if keys and (standalone or chars):
-            raise ValueError("vocabulary keys cannot feed a standalone or character model")
-        packed = None if standalone else self.encoder.pack(token_lists, keys=keys)
+        if packed is None:
+            packed = None if standalone else self.encoder.pack(token_lists)
+        elif standalone or chars:
+            raise ValueError("packed ids cannot feed a standalone or character model")
+        if packed is not None:
+            lengths = packed.lengths
+        else:
+            lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        nonempty = np.flatnonzero(lengths)
         positions = None if extra is None else np.asarray(extra, dtype=np.int64)
         for batch in length_order(lengths[nonempty], batch_size):
             rows = nonempty[batch]
