@@ -357,12 +357,14 @@ def run(
     run with --on-error stop. forecast: a CSV with the model's columns.
     """
     _setup_logging(quiet, debug)
-    from bilstm.runtime.sharding import parse_shard
+    shard_of = None
+    if shard is not None:
+        from bilstm.runtime.sharding import parse_shard
 
-    try:
-        shard_of = parse_shard(shard) if shard is not None else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--shard") from None
+        try:
+            shard_of = parse_shard(shard)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--shard") from None
     given = {name for name in ctx.params if _given(ctx, name)}
     with user_errors(debug, output), sigterm_raises():
         _check_paths(model, input, output, profile, optimized_model)
@@ -432,15 +434,17 @@ def _score(
     """Write `source`'s records, chunk by chunk; the number of error records. With `pool`
     (how each worker opens the model) and `workers` > 1, chunks are scored by worker
     processes, which also render JSONL/TSV lines (the records need not travel back)."""
-    from bilstm.runtime.workers import Rendering
-
     show = not quiet and sys.stderr.isatty()
     start = time.perf_counter()
     count = failed = 0
     with atomic_output(output) as handle, _progress(show) as advance:
         columns = model.tsv_columns(opts)
         writer = RecordWriter(handle, fmt, columns)
-        rendering = None if fmt is Format.table else Rendering(fmt.value, tuple(columns))
+        rendering = None
+        if pool is not None and workers > 1 and fmt is not Format.table:
+            from bilstm.runtime.workers import Rendering
+
+            rendering = Rendering(fmt.value, tuple(columns))
         for part in model.chunk_results(source, opts, reading, pool, workers, rendering):
             bad = part.first_error
             if bad is not None and on_error is OnError.stop:

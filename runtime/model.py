@@ -6,7 +6,7 @@ import logging
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -34,7 +34,7 @@ from bilstm.runtime.taskspec import RunOptions, TaskSpec
 
 if TYPE_CHECKING:
     from bilstm.runtime.sharding import Shard
-    from bilstm.runtime.workers import ChunkResult, ModelSource, Rendering
+    from bilstm.runtime.workers import ModelSource, Rendering
 
 log = logging.getLogger(__name__)
 
@@ -402,8 +402,6 @@ class BiLSTM:
         """`record_chunks` as `ChunkResult`s (records, line count, error records), in input
         order; with `workers` (how each opens the model) and `count` > 1, scored by that many
         worker processes (`runtime/workers.py`), rendered there when `rendering` is given."""
-        from bilstm.runtime.workers import ChunkResult
-
         if workers is not None and count > 1:
             raise InputError(
                 f"workers apply to models that read text lines; a {self.task} model's input "
@@ -485,6 +483,17 @@ class BiLSTM:
     ) -> dict[str, Any]:
         """The task's metrics on labelled data in its training format (`bilstm eval`)."""
         raise NotImplementedError
+
+
+class ChunkResult(NamedTuple):
+    """One scored chunk of input: its records (or their rendered text, from a worker
+    process), how many input lines or windows it covers, and its error records."""
+
+    size: int
+    records: list[dict[str, Any]] | None
+    text: str | None
+    errors: int
+    first_error: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from bilstm.core.atomic import atomic_path
 from bilstm.runtime.records import tsv_cells
 
 
@@ -35,6 +34,8 @@ def atomic_output(path: Path | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
+    from bilstm.core.atomic import atomic_path  # not for stdout: its imports cost a cold start
+
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
         yield handle
         handle.flush()

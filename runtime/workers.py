@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bilstm.core.errors import BiLSTMError
+from bilstm.runtime.model import ChunkResult
 
 POLL_S = 0.2
 """How often a waiting parent checks that its workers are alive (and a worker, its parent)."""
@@ -58,17 +59,6 @@ class Rendering:
 
     fmt: str
     columns: tuple[str, ...]
-
-
-@dataclass
-class ChunkResult:
-    """One scored chunk: its records (or their text), line count and error records."""
-
-    size: int
-    records: list[dict[str, Any]] | None
-    text: str | None
-    errors: int
-    first_error: dict[str, Any] | None
 
 
 def default_threads(workers: int) -> int:

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from bilstm.core.vocab import UNK_ID
 from bilstm.runtime import metadata as md
-from bilstm.runtime.model import DEFAULT_TOP_K, _as_list, _texts
+from bilstm.runtime.model import DEFAULT_TOP_K, _as_list, _texts, check_output
 from bilstm.runtime.predictions import ClassPrediction
 from bilstm.runtime.tasks.text import TextModel, json_column, no_options, object_column
 from bilstm.runtime.taskspec import TEXT_RUN_OPTIONS, RunOptions, TaskSpec, id_inputs
@@ -71,6 +72,8 @@ class Classifier(TextModel):
         token_lists: list[list[str]] = []
         packed = None
         if not self.metadata.standalone and self.encoder.chars is None:
+            if len(texts) == 1:  # one request (predict, serve): no chunk machinery
+                return self._one_scores(texts[0])
             packing = self.encoder.pack_texts(texts)
             if packing is None:
                 checked = [self.encoder.tokenizer.keys_checked(t) for t in texts]
@@ -176,6 +179,19 @@ class Classifier(TextModel):
         metrics["no_tokens"] = len(items) - len(kept)
         return metrics
 
+    def _one_scores(self, text: str) -> _Scores:
+        """`_scores` of one text: its ids straight into a 1-row batch (the latency path)."""
+        keys, cut = self.encoder.tokenizer.keys_checked(text)
+        if not keys:
+            empty = np.zeros((1, len(self.labels)), dtype=np.float32)
+            return _Scores(empty, np.zeros(1, dtype=bool), [0], [False])
+        get = self.encoder.vocabulary._ids.get
+        ids = np.array([[get(k, UNK_ID) for k in keys]], dtype=np.int64)
+        feeds = {md.INPUT_IDS: ids, md.LENGTHS: np.array([len(keys)], dtype=np.int64)}
+        result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
+        check_output(self, md.PROBABILITIES, result, 1, self._width(), len(keys))
+        return _Scores(result, np.array([True]), [len(keys)], [cut])
+
 
 class _Scores:
     """A classifier's outputs for many texts: one probability matrix (rows of texts without
@@ -193,8 +209,9 @@ class _Scores:
         """Each text's probabilities as Python floats (None where it had no tokens): one
         `tolist()` for the whole matrix instead of a `float()` per value."""
         rows: list[list[float] | None] = self.probs.tolist()
-        for i in np.flatnonzero(~self.scored).tolist():
-            rows[i] = None
+        if not self.scored.all():
+            for i in np.flatnonzero(~self.scored).tolist():
+                rows[i] = None
         return rows
 
     def labels(self, names: Sequence[str]) -> list[str | None]:

@@ -28,7 +28,8 @@ from bilstm.runtime.model import BiLSTM, Reading, _texts, check_output
 from bilstm.runtime.taskspec import RunOptions
 
 if TYPE_CHECKING:
-    from bilstm.runtime.workers import ChunkResult, ModelSource, Rendering
+    from bilstm.runtime.model import ChunkResult
+    from bilstm.runtime.workers import ModelSource, Rendering
 
 
 class TextModel(BiLSTM):
@@ -271,10 +272,13 @@ def line_chunks(source: str, reading: Reading) -> Iterator[list[Line]]:
     """The chunks of input lines that are scored at a time (`record_chunks`): the shard's
     chunks only, and from a live input a chunk ends once its first line has waited
     `reading.max_delay_ms` (not with a shard, whose chunks must not depend on timing)."""
-    from bilstm.runtime.sharding import select_chunks
-
     delay = None if reading.shard is not None else reading.max_delay_ms
     chunks = line_batches(source, reading.max_line_bytes, reading.chunk_size, delay)
+    if reading.shard is None:
+        yield from chunks
+        return
+    from bilstm.runtime.sharding import select_chunks
+
     yield from select_chunks(chunks, reading.shard)
 
 
@@ -323,6 +327,8 @@ def json_column(records: Sequence[dict[str, Any]], key: str) -> np.ndarray:
 
 def no_options(model: BiLSTM, options: dict[str, Any], allowed: tuple[str, ...] = ()) -> None:
     """Refuse `predict` options this task does not take (a silent no-op would mislead)."""
+    if not options:
+        return
     from bilstm.runtime.tasks import MODEL_CLASSES
 
     for name in sorted(k for k, v in options.items() if k not in allowed and v is not None):
