@@ -198,8 +198,9 @@ def export_module_command(
         list[str],
         typer.Option(
             "--input",
-            help="forward's inputs in order: NAME=DTYPE[AXES] with axes 'batch', 'time' or a "
-            "size, ':LOW..HIGH' for ids (ids=int64[batch,time]:1..9999), or NAME=lengths.",
+            # "\\[" : rich would read "[batch,time]" as a style tag and drop it
+            help="forward's inputs in order: NAME=DTYPE\\[AXES] with axes 'batch', 'time' or a "
+            "size, ':LOW..HIGH' for ids (ids=int64\\[batch,time]:1..9999), or NAME=lengths.",
         ),
     ],
     outputs: Annotated[
