@@ -66,9 +66,9 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _pack(chunk: Sequence[Any]) -> list[tuple[int, str | None, str | None]]:
-    """A chunk of `Line`s as plain tuples: pickled about 8x faster than the dataclass."""
-    return [(line.number, line.text, line.error) for line in chunk]
+def _pack(chunk: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """A chunk of `Line`s as plain tuples, which pickle faster than named tuples."""
+    return list(map(tuple, chunk))
 
 
 def _worker(
@@ -80,7 +80,8 @@ def _worker(
     parent: int,
 ) -> None:
     """A worker's life: load the model, then score chunks until told to stop (None) or
-    until the parent is gone. Every outcome is reported on `results` as (seq, kind, value)."""
+    until the parent is gone. Each chunk's outcome, and a failed load, goes to `results`
+    as (seq, kind, value)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
@@ -110,7 +111,6 @@ def _worker(
     except BaseException as exc:  # noqa: BLE001 (reported to the parent, which raises it)
         results.put((-1, "failed", f"could not load the model: {_reason(exc)}"))
         return
-    results.put((-1, "ready", os.getpid()))
     while True:
         try:
             job = tasks.get(timeout=POLL_S)
@@ -122,7 +122,8 @@ def _worker(
             return
         seq, rows = job
         try:
-            records = model.line_records([Line(*row) for row in rows], opts)  # type: ignore[attr-defined]
+            lines = list(map(Line._make, rows))
+            records = model.line_records(lines, opts)  # type: ignore[attr-defined]
             bad = [r for r in records if "error" in r]
             result = ChunkResult(
                 size=len(rows),
