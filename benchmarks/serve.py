@@ -89,8 +89,14 @@ def _server_main(argv: list[str]) -> None:
     p.add_argument("--http", default="auto")
     p.add_argument("--loop", default="auto")
     p.add_argument("--lifetime", type=float, default=600)
+    p.add_argument("--switch-interval-ms", type=float, default=None)
+    p.add_argument("--scoring-batch", type=int, default=None)
+    p.add_argument("--access-log", type=int, default=0)
     args = p.parse_args(argv)
     import uvicorn
+
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
 
     threading.Timer(args.lifetime, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
     app = _bilstm_app(args) if args.kind == "bilstm" else _torch_app(args)
@@ -127,6 +133,8 @@ def _bilstm_app(args: argparse.Namespace) -> Any:
     model = BiLSTM.load(args.path, threads=args.threads)
     model.warmup(1)
     score = serve_app.score_predict
+    if args.scoring_batch:
+        serve_app.TEXT_SCORING_BATCH = args.scoring_batch  # read per request by scoring_batch()
 
     def score_or_constant(served: Any, jobs: Any) -> list[Any]:
         if served.name != "constant":
@@ -138,9 +146,14 @@ def _bilstm_app(args: argparse.Namespace) -> Any:
         return results
 
     serve_app.score_predict = score_or_constant  # read when the app's batchers are made
-    config = serve_app.ServeConfig(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms)
+    config = serve_app.ServeConfig(
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        access_log=bool(args.access_log),
+    )
     app = serve_app.create_app({"m": model, "constant": model}, config)
-    serve_app.setup_access_log(False)  # the log line costs the same on every route
+    # off by default: the line costs the same on every route (variant access-log=1 measures it)
+    serve_app.setup_access_log(bool(args.access_log))
     return app
 
 
@@ -405,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
     p.add_argument("--profile", type=Path, default=None, metavar="DIR")
+    p.add_argument(
+        "--variants",
+        default="",
+        help="extra batching-on servers for the one-text cells, ';'-separated server flags "
+        "(switch-interval-ms=0.5: Python's GIL switch interval; scoring-batch=16: rows per "
+        "ORT call for text models; access-log=1: the JSON access log on stderr)",
+    )
     p.add_argument("--server-lifetime", type=float, default=900)
     args = p.parse_args(argv)
     clients = [int(c) for c in args.concurrency.split(",")]
@@ -452,6 +472,16 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             ),
         ]  # fmt: skip
+        for variant in filter(None, args.variants.split(";")):
+            flag, _, value = variant.partition("=")
+            label = f"batching on, --{flag} {value}"
+            plans.insert(
+                1,
+                (
+                    ("bilstm", str(model), f"--{flag}", value, *common),
+                    [(label, "m", singles, clients, total, cells)],
+                ),
+            )
         for server_args, routes in plans:
             server = Server(*server_args)
             stack = {"http": server.http, "loop": server.loop}

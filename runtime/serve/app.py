@@ -373,7 +373,7 @@ class Guard:
             m.latency.labels(route).observe(elapsed)
             if status >= 400:
                 m.errors.labels(route).inc()
-            if self.server.config.access_log:
+            if self.server.config.access_log and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(
                     json.dumps(
