@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -97,6 +98,27 @@ def test_page_models_are_the_standalone_builtins() -> None:
         assert model.task == task and model.metadata.standalone
         assert model.metadata.export["standalone"]["wrapped_from"] == f"built-in {name}"
         assert model.labels == BiLSTM.load(name, device="cpu", threads=1).labels
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_make_models_rebuilds_the_shipped_tagger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make_models.py wraps the built-in model again, checks it against the runtime, and
+    gets the graph that examples/web ships (so the shipped file is not stale)."""
+    onnx = pytest.importorskip("onnx", reason="make_models.py needs the train extra")
+    pytest.importorskip("torch", reason="make_models.py needs the train extra")
+    spec = importlib.util.spec_from_file_location("web_make_models", WEB / "make_models.py")
+    assert spec is not None and spec.loader is not None
+    make_models = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, make_models)  # its dataclasses look it up
+    spec.loader.exec_module(make_models)
+    assert make_models.main(["--out", str(tmp_path), "pos-en"]) == 0
+    rebuilt = onnx.load(str(tmp_path / "pos-en-standalone.onnx"))
+    shipped = onnx.load(str(WEB / "models" / "pos-en-standalone.onnx"))
+    assert rebuilt.graph.SerializeToString() == shipped.graph.SerializeToString()
+    assert make_models.main(["--out", str(tmp_path), "elecdemand-h1"]) == 2  # not a text model
 
 
 # -- the page in Chromium ---------------------------------------------------------------------
