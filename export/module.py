@@ -128,7 +128,7 @@ def export_module(
             f"{type(module).__name__} has no nn.LSTM or nn.GRU layer; export_module is for "
             "recurrent modules (use torch.onnx.export for others)"
         )
-    was_training = module.training
+    modes = {m: m.training for m in module.modules()}  # restored one by one afterwards
     module.eval()  # dropout off, as at inference
     try:
         model = _trace(module, examples, specs, outputs, sites, axes, opset)
@@ -146,7 +146,8 @@ def export_module(
             path,
         )
     finally:
-        module.train(was_training)
+        for sub, training in modes.items():
+            sub.training = training
     sha = weights_hash(model)
     info = {
         "toolkit_version": __version__,
@@ -535,11 +536,12 @@ def _ragged(
 
 
 def _rows(cases: Sequence[Case], specs: list[InputSpec], axes: Axes) -> int:
-    rows = 0
-    for case in cases:
-        s = next((s for s in specs if s.dim(axes.batch) is not None), None)
-        rows += int(case.feeds[s.name].shape[s.dim(axes.batch)]) if s else 1  # type: ignore[arg-type]
-    return rows
+    """Rows in `cases` (each case is one row when no input has a batch axis)."""
+    batched = [(s.name, d) for s in specs if (d := s.dim(axes.batch)) is not None]
+    if not batched:
+        return len(cases)
+    name, dim = batched[0]
+    return sum(int(c.feeds[name].shape[dim]) for c in cases)
 
 
 __all__ = [

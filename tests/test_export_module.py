@@ -137,6 +137,23 @@ class TimeMajorForecaster(nn.Module):
         return self.head(y[-1])
 
 
+class SharedEncoder(nn.Module):
+    """One unidirectional GRU used twice (a siamese pair): once packed, once unpacked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(20, 4, padding_idx=0)
+        self.gru = nn.GRU(4, 3, batch_first=True)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(
+            self.embedding(a), (a != 0).sum(1), batch_first=True, enforce_sorted=False
+        )
+        _, h_a = self.gru(packed)
+        _, h_b = self.gru(self.embedding(b))
+        return (h_a[-1] * h_b[-1]).sum(-1)
+
+
 def _ids(batch: int, time: int, vocab: int, lengths: list[int], seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (batch, time), generator=g)
@@ -193,6 +210,13 @@ def _cases() -> dict[str, dict[str, Any]]:
             dynamic_axes={"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
             lengths="lengths",
         ),
+        "shared_encoder": dict(
+            module=SharedEncoder(),
+            inputs=(_ids(3, 5, 20, [5, 2, 4]), _ids(3, 7, 20, [7, 7, 7], 1)),
+            input_names=["a", "b"],
+            output_names=["similarity"],
+            dynamic_axes={"a": {0: "batch", 1: "time"}, "b": {0: "batch"}},
+        ),
         "time_major": dict(
             module=TimeMajorForecaster(),
             inputs=(torch.randn(12, 3, 2, generator=torch.Generator().manual_seed(2)),),
@@ -218,7 +242,7 @@ def test_module_exports_padding_exact(name: str, tmp_path: Path) -> None:
 
     model = onnx.load(str(out))
     rnn = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU")]
-    layers = sum(m.num_layers for m in module.modules() if isinstance(m, nn.LSTM | nn.GRU))
+    layers = sum(r["num_layers"] * r["calls"] for r in report.rnns)  # per layer and call
     if name == "lstmp":
         assert not rnn and report.scan_nodes == 2 * layers
         assert sum(n.op_type == "Scan" for n in model.graph.node) == 2 * layers
@@ -262,6 +286,8 @@ def _ragged_feeds(name: str, inputs: tuple[torch.Tensor, ...]) -> dict[str, torc
         return {"src": _ids(6, 13, 25, lengths, 9).T.contiguous(), "src_len": torch.tensor(lengths)}
     if name == "time_major":
         return {"window": torch.randn(13, 6, 2)}
+    if name == "shared_encoder":
+        return {"a": _ids(6, 13, 20, lengths, 9), "b": _ids(6, 7, 20, [7] * 6, 3)}
     if name == "lengths_tensor":
         x = torch.randn(6, 13, 3)
         return {"features": x, "lengths": torch.tensor(lengths)}
