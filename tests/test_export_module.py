@@ -175,6 +175,7 @@ def _cases() -> dict[str, dict[str, Any]]:
             input_names=["ids"],
             output_names=["logits"],
             dynamic_axes={"ids": {0: "batch", 1: "time"}},
+            check_inputs=[(_ids(2, 5, 30, [5, 4], 5),)],
         ),
         "crf_tagger_encoder": dict(
             module=CRFTaggerEncoder(),
@@ -262,6 +263,7 @@ def test_module_exports_padding_exact(name: str, tmp_path: Path) -> None:
     assert report.parity.max_abs < 1e-5
     shapes = {c.case for c in batches}
     assert len(shapes) == 3 and "example" in {c.case for c in report.parity.cases}
+    assert report.parity.dev_examples == (2 if spec.get("check_inputs") else 0)
     meta = {p.key: p.value for p in model.metadata_props}
     assert '"parity"' in meta[METADATA_KEY]
 
