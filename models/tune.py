@@ -54,6 +54,9 @@ OWN_NAMES = frozenset({SETTINGS, STUDY_DB, BEST_CONFIG, BEST_DIR, RESULTS, TRIAL
 """What `bilstm tune` writes into OUT (and all that may be there when it is resumed)."""
 
 OBJECTIVES = ("accuracy", "speed")
+MACHINE_OPTIONS = ("threads", "device", "debug")
+"""`bilstm train` options about where a run goes, not what it learns: a resumed study may
+change them, and best.json leaves them out."""
 FAILURES_BEFORE_GIVING_UP = 3
 """Failed trials, with none completed, after which the search stops: every trial failing
 means the data or options are wrong, not the hyper-parameters."""
@@ -107,7 +110,7 @@ class TuneSettings:
             "folds": self.folds,
             "seed": self.seed,
             "space": self.space.to_json(),
-            "train_args": list(self.train_args),
+            "options": {k: v for k, v in self.fixed.items() if k not in MACHINE_OPTIONS},
         }
 
     @property
@@ -177,8 +180,8 @@ def check_resumable(settings: TuneSettings) -> None:
         raise TuneError(
             f"--out {settings.out} holds a study run with other settings ("
             + "; ".join(differ)
-            + "). Rerun with the study's settings to resume it (--trials, --timeout, --jobs "
-            "may change), or give --out a new folder"
+            + "). Rerun with the study's settings to resume it (--trials, --timeout, --jobs, "
+            "--threads, --device may change), or give --out a new folder"
         )
 
 
@@ -582,7 +585,7 @@ def ranked(study: optuna.Study, settings: TuneSettings) -> list[optuna.trial.Fro
 
 def best_config(t: optuna.trial.FrozenTrial, settings: TuneSettings) -> dict[str, Any]:
     """`bilstm train --config` values of a trial: the fixed options, then the trial's."""
-    fixed = {k: v for k, v in settings.fixed.items() if k not in ("threads", "debug")}
+    fixed = {k: v for k, v in settings.fixed.items() if k not in MACHINE_OPTIONS}
     return fixed | dict(t.user_attrs.get("options", t.params))
 
 

@@ -615,7 +615,9 @@ def read_study(target: Path) -> StudyView:
             with warnings.catch_warnings():  # its "low values" notice: handled by `sign`
                 warnings.simplefilter("ignore", UserWarning)
                 importances = optuna.importance.get_param_importances(
-                    study, target=lambda t: sign * t.values[0]
+                    study,
+                    evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                    target=lambda t: sign * t.values[0],
                 )
         except (ValueError, RuntimeError) as exc:
             note = f"no importances: {exc}"

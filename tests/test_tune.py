@@ -222,8 +222,9 @@ def test_search_writes_best_config_best_model_and_resumes(
     redone = json.loads((again / "summary.json").read_text())
     assert redone["dev_metrics"]["accuracy"] == pytest.approx(best.values[0])
 
-    # Resuming: the same command with more trials runs only the new ones.
-    more = tune(*base_args(files, out, "--trials", 4))
+    # Resuming: the same command with more trials runs only the new ones (machine settings
+    # such as --threads may change).
+    more = tune(*base_args(files, out, "--trials", 4, "--threads", 2))
     assert more.exit_code == 0, more.output
     assert "3 of 4 trials done" in more.stderr
     assert len(trials_of(out)) == 4
