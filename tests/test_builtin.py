@@ -77,3 +77,54 @@ def test_every_builtin_model_runs_on_its_example() -> None:
         (forecast,) = model.predict(window)
         assert len(forecast.values) == horizon
         assert all(3.0 < v < 8.0 for v in forecast.values)  # GW, the range of the data
+
+
+def test_shipped_table_matches_the_files_and_cards() -> None:
+    """`SHIPPED` (what `bilstm info` shows) agrees with each file's metadata and its card."""
+    from bilstm.runtime.builtin import ASSETS, SHIPPED
+
+    recipes = Path(__file__).resolve().parents[1] / "models" / "recipes"
+    assert set(SHIPPED) == set(builtin_models())
+    for name, facts in SHIPPED.items():
+        model = BiLSTM.load(name, device="cpu", threads=1)
+        assert model.metadata.export["precision"] == facts.precision, name
+        assert (recipes / facts.recipe).is_file(), name
+        card = (ASSETS / facts.card).read_text(encoding="utf-8")
+        assert f"`{name}`" in card, f"{facts.card} does not name {name}"
+        metric, value = next(iter(facts.dev.items()))
+        assert f"{value:.3f}" in card, f"{facts.card} lacks {name}'s dev {metric} {value:.3f}"
+        # the figures measured on the model it was trained or quantised from
+        if facts.precision == "int8":
+            assert facts.fp32_dev is not None, name
+            trained = model.metadata.export["parity"]["fp32_dev_metrics"]
+            reference = facts.fp32_dev
+        else:
+            trained, reference = model.metadata.training["dev_metrics"], facts.dev
+        for key, value in reference.items():
+            assert abs(trained[key] - value) <= 0.003, (name, key, trained[key], value)
+        if facts.smaller_than is not None:
+            bigger = builtin_models()[facts.smaller_than]
+            assert model.path.stat().st_size < bigger.stat().st_size, name
+
+
+def test_aliases_and_builtin_facts(tmp_path: Path) -> None:
+    from bilstm.core.errors import ModelLoadError
+    from bilstm.runtime.builtin import ALIASES, builtin_facts, resolve_model
+
+    for alias, name in ALIASES.items():
+        assert resolve_model(alias) == builtin_models()[name]
+        assert BiLSTM.load(alias, device="cpu", threads=1).metadata.export["precision"] == "int8"
+    facts = builtin_facts(builtin_models()["pos-en"])
+    assert facts is not None
+    assert facts["name"] == "pos-en" and facts["aliases"] == ["pos-en-int8"]
+    assert facts["precision"] == "int8" and facts["dev"]["accuracy"] > 0.9
+    assert facts["fp32_dev"]["accuracy"] > 0.9 and Path(facts["card"]).is_file()
+    copy = tmp_path / "sentiment.onnx"
+    copy.write_bytes(builtin_models()["sentiment"].read_bytes())
+    assert builtin_facts(copy) is None  # only the shipped file itself
+    try:
+        resolve_model("no-such-model")
+    except ModelLoadError as exc:
+        assert "pos-en-int8" in str(exc)
+    else:
+        raise AssertionError("an unknown name must be refused")

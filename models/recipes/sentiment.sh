@@ -9,6 +9,6 @@ out=${2:-runs}
 bilstm train classify \
   --data "$data/rt_sentiment/train.tsv" --dev "$data/rt_sentiment/dev.tsv" \
   --out "$out/sentiment" --force --min-freq 2 --epochs 15 --dropout 0.5 --embedding-dropout 0.2 \
-  --seed 13
+  --seed 13 --threads 1
 bilstm export "$out/sentiment" "$out/sentiment.onnx" --force
 bilstm eval "$out/sentiment.onnx" "$data/rt_sentiment/dev.tsv"

@@ -42,6 +42,18 @@ CANDIDATES: dict[str, list[str]] = {
     "edrop0.4": ["--dropout", "0.5", "--embedding-dropout", "0.4"],
     "h64": ["--dropout", "0.5", "--embedding-dropout", "0.2", "--hidden-size", "64"],
 }
+# The fast variant: hidden 64, plain or distilled from --teacher (the `sentiment` checkpoint).
+FAST = ["--dropout", "0.5", "--embedding-dropout", "0.2", "--hidden-size", "64"]
+for t, a in (("2", "0.5"), ("2", "0.9"), ("4", "0.7")):
+    CANDIDATES[f"fast-T{t}-a{a}"] = [
+        *FAST,
+        "--teacher",
+        "{teacher}",
+        "--distill-temperature",
+        t,
+        "--distill-weight",
+        a,
+    ]
 
 
 def run_fold(name: str, flags: list[str], fold: Path, out: Path) -> dict[str, float]:
@@ -78,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, nargs="?", default=Path("runs"))
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated candidate names")
+    parser.add_argument("--teacher", type=Path, help="teacher checkpoint of the fast-T* runs")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
     if unknown:
         parser.error(f"unknown candidates {unknown}; known: {list(CANDIDATES)}")
+    if any("{teacher}" in CANDIDATES[n] for n in names) and args.teacher is None:
+        parser.error("the fast-T* candidates need --teacher (the sentiment checkpoint folder)")
     out = args.out_dir / "cv"
     split_main(
         [
@@ -98,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         folds = []
         for k in range(args.folds):
             print(f"{name}: fold {k + 1}/{args.folds}", file=sys.stderr, flush=True)
-            folds.append(run_fold(name, CANDIDATES[name], out / "folds" / f"fold{k}", out))
+            flags = [str(args.teacher) if f == "{teacher}" else f for f in CANDIDATES[name]]
+            folds.append(run_fold(name, flags, out / "folds" / f"fold{k}", out))
         accs = [f["accuracy"] for f in folds]
         results[name] = {
             "flags": COMMON + CANDIDATES[name],
