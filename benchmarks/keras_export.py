@@ -119,7 +119,12 @@ def keras_export(model: Any, keras: Any, path: Path, width: int | None) -> dict[
     graph = onnx.load(str(path)).graph
     dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     ops = sorted({n.op_type for n in graph.node} & {"LSTM", "GRU", "Loop", "Scan"})
-    return {"input": graph.input[0].name, "input_shape": dims, "recurrent_ops": ops}
+    return {
+        "input": graph.input[0].name,
+        "input_shape": dims,
+        "recurrent_ops": ops,
+        "nodes": len(graph.node),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,7 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     y = np.array([names.index(label) for label, _ in pairs])
     width = max(len(r) for r in train_rows)  # the tutorials' maxlen
     kinds = ("bilstm",) if args.smoke else ("bilstm", "bigru-stacked-sum")
-    results: dict[str, Any] = {"train_examples": len(pairs), "maxlen": width, "models": {}}
+    results: dict[str, Any] = {
+        "keras_version": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "train_examples": len(pairs),
+        "epochs": args.epochs,
+        "dim": args.dim,
+        "maxlen": width,
+        "models": {},
+    }
     for kind in kinds:
         model = build(keras, kind, len(tokens), args.dim)
         model.fit(pad(train_rows, width), y, epochs=args.epochs, batch_size=64, verbose=0)
