@@ -92,10 +92,12 @@ def keras_module() -> Any:
     try:
         import keras
     except ImportError as exc:
+        backend = os.environ["KERAS_BACKEND"]
         raise KerasImportError(
-            f"importing a Keras model needs keras 3 ({exc}); install it with "
-            "`pip install 'bilstm[keras]'` (or `pip install keras`); it runs on the torch "
-            "backend already installed for training"
+            f"importing a Keras model needs keras 3 and its backend {backend!r} "
+            f"(KERAS_BACKEND) ({exc}); install keras with `pip install 'bilstm[keras]'` and "
+            "leave KERAS_BACKEND unset (or 'torch') to run it on the torch backend that "
+            "training installs"
         ) from None
     major = int(str(keras.__version__).split(".")[0])
     if major < 3:
