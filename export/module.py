@@ -12,6 +12,7 @@ docs/export-module.md is the user's guide.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -117,6 +118,11 @@ def export_module(
     if not MODULE_OPSET <= opset <= MAX_MODULE_OPSET:
         raise ExportError(
             f"opset {opset} is not supported; choose {MODULE_OPSET}..{MAX_MODULE_OPSET}"
+        )
+    if importlib.util.find_spec("onnxscript") is None:
+        raise ExportError(
+            "export_module needs onnxscript (PyTorch's ONNX exporter is written on it): "
+            "pip install 'bilstm[train]' or pip install onnxscript"
         )
     examples = _as_tuple(example_inputs)
     axes = Axes(batch=batch_axis, time=time_axis, pad_value=float(pad_value))

@@ -580,3 +580,23 @@ def test_cli_refuses_weights_that_do_not_fit_or_are_pickled(user_package: Path) 
     assert run.exit_code == 2 and "weights_only=True" in run.stderr
     run = _cli("user_models_export:nothing", whole, user_package / "m.onnx", *spec, "--output", "s")
     assert run.exit_code == 2 and "has no nothing" in run.stderr
+
+
+def test_missing_onnxscript_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxscript" else find_spec(name, *a),
+    )
+    with pytest.raises(ExportError, match="needs onnxscript"):
+        export_module(
+            TimeMajorForecaster(),
+            (torch.randn(6, 2, 2),),
+            tmp_path / "m.onnx",
+            input_names=["window"],
+            output_names=["y"],
+            dynamic_axes={"window": {0: "time", 1: "batch"}},
+        )
