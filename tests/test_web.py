@@ -228,6 +228,7 @@ def test_page_scores_typed_sentences_like_bilstm_run(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    browser.get_log("browser")  # drop what earlier pages logged: only this page's count
     browser.get(page_url)
     _wait(browser, "document.body.dataset.state === 'ready'", "the models to load")
     assert browser.execute_script("return self.crossOriginIsolated") is True
@@ -286,6 +287,7 @@ def test_page_reports_a_missing_model(browser: Any, web_root: Path, tmp_path: Pa
             (root / item.name).symlink_to(item.resolve())
     server, url = serve.serve_in_thread(root)
     try:
+        browser.get_log("browser")
         browser.get(url)
         _wait(browser, "document.body.dataset.state === 'error'", "the page to report the error")
         error = browser.execute_script("return document.getElementById('error').textContent")
