@@ -307,7 +307,8 @@ def _run(
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{state_dict}: does not fit {factory}: {str(exc).strip()}") from exc
+        details = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise CheckpointError(f"{state_dict}: does not fit {factory}: {details}") from exc
     dynamic_axes: dict[str, dict[int, str]] = {
         s.name: {i: str(d) for i, d in enumerate(s.dims) if isinstance(d, str)} for s in specs
     }
