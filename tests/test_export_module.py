@@ -105,13 +105,14 @@ class ProjectedLSTM(nn.Module):
 
 
 class LengthsInput(nn.Module):
-    """Float features plus a lengths tensor; the initial states come from the data (so they
-    are permuted with the packed order), the last real step of each row is gathered."""
+    """Float features plus a lengths tensor into an LSTM without biases; the initial states
+    come from the data (so they are permuted with the packed order), the last real step of
+    each row is gathered."""
 
     def __init__(self) -> None:
         super().__init__()
         self.init = nn.Linear(3, 2 * 4)
-        self.lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True)
+        self.lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, bias=False)
         self.head = nn.Linear(4, 1)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
