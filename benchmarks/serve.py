@@ -421,9 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variants",
         default="",
-        help="extra batching-on servers for the one-text cells, ';'-separated server flags "
-        "(switch-interval-ms=0.5: Python's GIL switch interval; scoring-batch=16: rows per "
-        "ORT call for text models; access-log=1: the JSON access log on stderr)",
+        help="extra servers (ceiling and batching on, one-text cells), ';'-separated, each "
+        "space-separated server flags: 'http=h11 loop=asyncio' (uvicorn's pure-Python stack), "
+        "switch-interval-ms=0.5 (Python's GIL switch interval), scoring-batch=16 (rows per ORT "
+        "call for text models), access-log=1 (the JSON access log on stderr)",
     )
     p.add_argument("--server-lifetime", type=float, default=900)
     args = p.parse_args(argv)
@@ -473,18 +474,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]  # fmt: skip
         for variant in filter(None, args.variants.split(";")):
-            flag, _, value = variant.partition("=")
-            label = f"batching on, --{flag} {value}"
+            flags = [f"--{f}" if not i % 2 else f for x in variant.split() for i, f in
+                     enumerate(x.partition("=")[::2])]  # fmt: skip
+            shown = " ".join(flags)
             plans.insert(
                 1,
                 (
-                    ("bilstm", str(model), f"--{flag}", value, *common),
-                    [(label, "m", singles, clients, total, cells)],
+                    ("bilstm", str(model), *common, *flags),  # the variant's flags win
+                    [
+                        (f"ceiling, {shown}", "constant", singles, clients, total, cells),
+                        (f"batching on, {shown}", "m", singles, clients, total, cells),
+                    ],
                 ),
             )
         for server_args, routes in plans:
             server = Server(*server_args)
-            stack = {"http": server.http, "loop": server.loop}
+            stack.setdefault(routes[0][0], f"{server.http}, {server.loop}")
             try:
                 for label, name, inputs, counts, n, table in routes:
                     reqs = [request_bytes(PREDICT.format(name), x) for x in inputs]
@@ -522,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_per_cell": total,
             "concurrency": clients,
             "server_threads": args.threads,
-            "http_stack": stack,
+            "http_stack": stack,  # first cell of each server -> uvicorn's protocol, event loop
             "cells": cells,
             "batch_texts": k,
             "batch_requests_per_cell": batch_total,
