@@ -128,3 +128,20 @@ def test_aliases_and_builtin_facts(tmp_path: Path) -> None:
         assert "pos-en-int8" in str(exc)
     else:
         raise AssertionError("an unknown name must be refused")
+
+
+def test_sentiment_fast_is_the_distilled_small_model() -> None:
+    """Half the hidden width of `sentiment`, int8, trained with a teacher; same labels."""
+    fast = BiLSTM.load("sentiment-fast", device="cpu", threads=1)
+    full = BiLSTM.load("sentiment", device="cpu", threads=1)
+    assert fast.metadata.export["precision"] == "int8"
+    assert fast.metadata.model["hidden_size"] * 2 == full.metadata.model["hidden_size"]
+    assert fast.metadata.training["data"]["teacher"]["checkpoint"] == "sentiment"
+    assert fast.labels == full.labels
+    # within half a point of `sentiment` on dev (as measured when it was built)
+    fp32_dev = full.metadata.training["dev_metrics"]["accuracy"]
+    assert fast.metadata.export["parity"]["fp32_dev_metrics"]["accuracy"] >= fp32_dev - 0.005
+    good, bad = fast.predict(
+        ["A gorgeous, witty, seductive movie.", "A dull, lifeless and boring mess."]
+    )
+    assert good.label == "positive" and bad.label == "negative"
