@@ -647,7 +647,7 @@ def test_off_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sigterm_finishes_accepted_requests_and_refuses_new_ones(models: dict[str, BiLSTM]) -> None:
-    srv = Served("sentiment", "--port=0", "--max-delay-ms=5000", "--max-batch=1000", "--threads=1")
+    srv = Served("sentiment", "--port=0", "--max-delay-ms=60000", "--max-batch=1000", "--threads=1")
     texts = [[f"request {i} was a fine movie"] * (1 + i % 3) for i in range(12)]
     rows = sum(len(t) for t in texts)
 

@@ -186,3 +186,25 @@ def test_drain_finishes_queued_work() -> None:
         return [f.result() for f in futures]
 
     assert run(main()) == [0, 1, 2, 3, 4]
+
+
+def test_hurry_stops_waiting_for_arrivals_but_takes_new_jobs() -> None:
+    scorer = Recorder()
+
+    async def main() -> float:
+        batcher = make(scorer, max_delay_s=30.0)
+        batcher.start()
+        with batcher.arriving() as arrival:
+            first = asyncio.ensure_future(batcher.submit("a", 1, "k"))
+            await asyncio.sleep(0.1)
+            assert scorer.batches == []  # waiting for the arrival
+            start = time.perf_counter()
+            batcher.hurry_threadsafe()  # SIGTERM: the batch goes now
+            assert await first == "a"
+            went = time.perf_counter() - start
+            assert await batcher.enqueue("b", 1, "k", arrival) == "b"  # still accepted
+        await batcher.drain()
+        return went
+
+    assert run(main()) < 2.0
+    assert scorer.batches == [["a"], ["b"]]

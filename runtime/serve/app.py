@@ -448,6 +448,13 @@ class Server:
     def batchers(self) -> list[Batcher]:
         return [b for s in self.models.values() for b in (s.predict_batcher, s.infer_batcher) if b]
 
+    def begin_drain(self) -> None:
+        """Shutdown has begun (callable from a signal handler): new requests get 503,
+        readiness goes false, and batches stop waiting for requests still arriving."""
+        self.draining = True
+        for batcher in self.batchers():
+            batcher.hurry_threadsafe()
+
     def route_label(self, path: str) -> str:
         """A bounded label for metrics: the route's shape, not the raw path."""
         parts = path.strip("/").split("/")

@@ -107,6 +107,8 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"bilstm-serve-{name}")
         self._closing = False
+        self._hurry = False  # shutting down: no more waiting for arriving requests
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.busy = False
 
     @property
@@ -122,7 +124,8 @@ class Batcher:
     def start(self) -> None:
         """Start the collector on the running event loop."""
         self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._collect())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._collect())
 
     def arriving(self) -> Arrival:
         """Announce a request whose job will follow (use as a context manager around reading
@@ -197,7 +200,7 @@ class Batcher:
         await asyncio.sleep(0)  # one loop pass: handlers that are ready queue their jobs
         rows = self._take(first, batch, rows)
         deadline = first.enqueued + self.max_delay_s
-        while self._arriving and rows < self.max_batch and not self._closing:
+        while self._arriving and rows < self.max_batch and not (self._closing or self._hurry):
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
@@ -260,6 +263,17 @@ class Batcher:
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
                 results.append(exc)
         return results
+
+    def hurry(self) -> None:
+        """Stop waiting for arriving requests (shutdown has begun): batches go out at once;
+        jobs are still accepted until `close`."""
+        self._hurry = True
+        self._wake()
+
+    def hurry_threadsafe(self) -> None:
+        """`hurry` from a signal handler or another thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.hurry)
 
     def close(self) -> None:
         """Refuse new jobs; the collector finishes what is queued, then stops."""

@@ -202,7 +202,7 @@ def _server_class(uvicorn: Any) -> Any:
                         )
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            self.config.app.state.server.draining = True
+            self.config.app.state.server.begin_drain()
             super().handle_exit(sig, frame)
             self._captured_signals.clear()  # drained: exit 0, not by the re-raised signal
 
