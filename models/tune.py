@@ -118,7 +118,7 @@ class TuneSettings:
         return (self.metric, "items_per_s") if self.speed else (self.metric,)
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Any]:
         first = "maximize" if self.higher_is_better else "minimize"
         return [first, "maximize"] if self.speed else [first]
 

@@ -56,7 +56,10 @@ def _deal(units: list[list[str]], folds: int, seed: int) -> list[list[list[str]]
     return dealt
 
 
-def _cross(dealt: list[list[list[str]]], header: list[str], joiner: list[str]):  # type: ignore[no-untyped-def]
+def _cross(
+    dealt: list[list[list[str]]], header: list[str], joiner: list[str]
+) -> list[tuple[list[str], list[str]]]:
+    """Fold k: dev = the units dealt to k, train = all the others."""
     out = []
     for k in range(len(dealt)):
         train = [u for j, part in enumerate(dealt) if j != k for u in part]

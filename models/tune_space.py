@@ -118,7 +118,7 @@ def takers(name: str) -> set[str]:
     limited = only_for()
     if name in WORD_OPTIONS:
         return {t for t, info in TASKS.items() if info.text}
-    return limited.get(name, set(TASKS))
+    return set(limited.get(name, TASKS))
 
 
 def default_space(task: str) -> dict[str, Any]:
@@ -207,6 +207,7 @@ def _dimension(name: str, spec: dict[str, Any], prefix: str) -> Dimension:
         )
     if not isinstance(log, bool):
         raise DataError(f"{prefix}: 'log' must be true or false")
+    low, high = (float(low), float(high)) if kind == "float" else (int(low), int(high))  # type: ignore[arg-type]
     if low > high:
         raise DataError(f"{prefix}: 'low' ({low}) is above 'high' ({high})")
     if log and (low <= 0 or step is not None):
