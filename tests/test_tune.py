@@ -384,3 +384,14 @@ def test_jobs_run_trials_in_parallel_processes(files: dict[str, Path], tmp_path:
     trials = trials_of(out)
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     assert json.loads((out / "results.json").read_text())["trials"]["complete"] == 2
+
+
+def test_timeout_stops_starting_trials(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    result = tune(*base_args(files, out, "--trials", 50, "--timeout", 1, "--epochs", 1))
+    assert result.exit_code == 0, result.output
+    trials = trials_of(out)
+    assert 1 <= len(trials) < 50
+    starts = [t.datetime_start for t in trials]
+    assert (max(starts) - min(starts)).total_seconds() < 1.5  # none started after the timeout
+    assert all(t.state.name == "COMPLETE" for t in trials)  # the last one ran to its end
