@@ -431,7 +431,8 @@ def open_study(settings: TuneSettings, worker: int = 0) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(seed=settings.seed + worker)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if not settings.speed:
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        # Never on a first epoch (steps are epochs from 1; Optuna prunes from step >= warmup).
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     study = optuna.create_study(
         storage=_storage(settings),
         study_name=STUDY_NAME,

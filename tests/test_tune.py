@@ -394,4 +394,4 @@ def test_timeout_stops_starting_trials(files: dict[str, Path], tmp_path: Path) -
     assert 1 <= len(trials) < 50
     starts = [t.datetime_start for t in trials]
     assert (max(starts) - min(starts)).total_seconds() < 1.5  # none started after the timeout
-    assert all(t.state.name == "COMPLETE" for t in trials)  # the last one ran to its end
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)  # none cut short
