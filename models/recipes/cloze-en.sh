@@ -14,6 +14,7 @@ done
 bilstm train cloze \
   --data "$out/cloze-train.txt" --dev "$out/cloze-dev.txt" --out "$out/cloze-en" --force \
   --embedding-dim 128 --hidden-size 160 --layers 1 --dropout 0.3 --embedding-dropout 0.1 \
-  --min-freq 3 --max-length 64 --epochs 4 --patience 2 --batch-size 64 --lr 0.003 --seed 13
+  --min-freq 3 --max-length 64 --epochs 15 --patience 2 --batch-size 64 --lr 0.003 --seed 13 \
+  --threads 1
 bilstm export "$out/cloze-en" "$out/cloze-en.onnx" --force
 bilstm eval "$out/cloze-en.onnx" "$out/cloze-dev.txt"
