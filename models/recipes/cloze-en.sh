@@ -16,5 +16,8 @@ bilstm train cloze \
   --embedding-dim 128 --hidden-size 160 --layers 1 --dropout 0.3 --embedding-dropout 0.1 \
   --min-freq 3 --max-length 64 --epochs 15 --patience 2 --batch-size 64 --lr 0.003 --seed 13 \
   --threads 1
-bilstm export "$out/cloze-en" "$out/cloze-en.onnx" --force
-bilstm eval "$out/cloze-en.onnx" "$out/cloze-dev.txt"
+bilstm export "$out/cloze-en" "$out/cloze-en-fp32.onnx" --force
+bilstm eval "$out/cloze-en-fp32.onnx" "$out/cloze-dev.txt" --threads 1
+# The shipped cloze-en.onnx is the int8 variant (4x smaller, same accuracy: see the card).
+bilstm export "$out/cloze-en" "$out/cloze-en.onnx" --quantize int8 --force
+bilstm eval "$out/cloze-en.onnx" "$out/cloze-dev.txt" --threads 1
