@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lengths", default="50,200")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--budget", type=float, default=0.3, help="seconds per timed measurement")
-    p.add_argument("--gemm-n", type=int, default=4096)
+    p.add_argument("--gemm-n", type=int, default=2048)
     p.add_argument("--no-openvino", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (None, "--no-openvino") if args.no_openvino else openvino_model(fp32, args.threads)
     )
 
-    peak = roofline.gemm_peak(args.threads, args.gemm_n, 3 if not args.smoke else 1)
+    peak = roofline.gemm_peak(args.threads, args.gemm_n, 10 if not args.smoke else 1)
     print(f"fp32 GEMM peak {peak['peak_gflops']:.1f} GFLOP/s ({peak['peak_by']})", file=sys.stderr)
     rng = np.random.default_rng(1)
     configs = []

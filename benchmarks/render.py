@@ -27,6 +27,7 @@ ORDER = [
     "padding",
     "overlap",
     "export_time",
+    "roofline",
     "profile_cli",
     "gpu",
 ]
@@ -71,7 +72,8 @@ def provenance(r: dict[str, Any]) -> list[str]:
     )
     return [
         f"Command: `{r['command']}`  ",
-        f"Run {m['date']}, {r['threads']} threads, load average (1/5/15 min) "
+        f"Run {m['date']} on {m['cpu']} ({m['cores']} cores), {r['threads']} threads, "
+        "load average (1/5/15 min) "
         f"{m['loadavg_start']} at start, {r['loadavg_end']} at end"
         + (f", run at nice {m['nice']}" if m.get("nice") else "")
         + f"; {code}.",
@@ -137,7 +139,7 @@ def throughput_targets(r: dict[str, Any], summary: list[list[Any]]) -> None:
         summary.append(
             [
                 f"target: `{key.removeprefix('runtime:')}` vs fair PyTorch, {label} file, "
-                f"{what}, items/s{extra}",
+                f"{r['threads']} thread(s), {what}, items/s{extra}",
                 row[measure],
                 fair[measure],
                 f"{fmt(ratio)}x",
@@ -161,7 +163,15 @@ def throughput(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
         "",
         f"**Roofline.** fp32 GEMM peak ({g['n']}^3, {g['threads']} threads): "
         + ", ".join(f"{k} {v:.1f}" for k, v in g["gflops"].items())
-        + f" GFLOP/s; limit = ONNX Runtime's **{g['peak_gflops']:.1f} GFLOP/s** (MLAS, the "
+        + " GFLOP/s"
+        + (
+            " (best of the start and end of the run: "
+            + " / ".join(f"{m['onnxruntime_mlas']:.1f}" for m in g["measured"])
+            + ")"
+            if "measured" in g
+            else ""
+        )
+        + f"; limit = ONNX Runtime's **{g['peak_gflops']:.1f} GFLOP/s** (MLAS, the "
         "engine of every runtime row). FLOPs per item = tokens_avg x sum over layers of "
         "2 directions x 2 x 4H x (I + H) + 2 x D x C (matrix products only; "
         "`benchmarks/roofline.py`). int8 rows are measured against the fp32 limit.",
@@ -515,6 +525,18 @@ def export_time(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     return out
 
 
+def roofline_section(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    g, pr = r["gemm"], r["profile"]
+    return [
+        f"fp32 GEMM ({g['n']}^3, best of {g['reps']}, {g['threads']} threads): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in g["gflops"].items())
+        + f" GFLOP/s. `{pr['model']}` on the data: {pr['tokens_avg']:.2f} tokens per item, "
+        f"{pr['flops_per_item'] / 1e6:.2f} MFLOP per item, so at most "
+        f"**{fmt(r['limit_items_per_s'])} items/s** on this machine at this thread count.",
+        "",
+    ]
+
+
 def profile_cli(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     cmd = " ".join(Path(x).name if "/" in x else x for x in r["profiled_command"])
     out = [
@@ -658,13 +680,15 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[
     "padding": ("7. Padding waste: length bucketing on vs off", padding),
     "overlap": ("Overlapping preparation with inference", overlap),
     "export_time": ("Export time", export_time),
+    "roofline": ("Roofline: fp32 GEMM peak and FLOPs per item", roofline_section),
     "profile_cli": ("Where `bilstm-run`'s time goes (py-spy)", profile_cli),
     "gpu": ("GPU (CUDA)", gpu),
 }
 
 
-def render(results: dict[str, dict[str, Any]]) -> str:
-    first = next(iter(results.values()))["machine"]
+def render(results: dict[str, list[dict[str, Any]]]) -> str:
+    docs = [d for ds in results.values() for d in ds]
+    first = max(docs, key=lambda d: d["machine"]["date"])["machine"]  # the latest run's
     v = first["versions"]
     lines = [
         "# Benchmark results",
@@ -677,23 +701,25 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "issue #16: `inference_mode`, matched threads, exact-length groups without packing, "
         "its own best batch size.",
         "",
-        f"**Machine**: {first['cpu']}, {first['cores']} cores, {first['memory_gib']} GiB, "
+        f"**Machine** (latest run; each section names its own CPU): {first['cpu']}, "
+        f"{first['cores']} cores, {first['memory_gib']} GiB, "
         f"{first['os']}, Python {first['python']}. Versions: "
         + ", ".join(f"{k} {val}" for k, val in v.items() if val)
         + ".  ",
         f"**Code measured**: `{first['bilstm_source']}`. Dates: "
-        + ", ".join(sorted({r["machine"]["date"][:10] for r in results.values()}))
+        + ", ".join(sorted({r["machine"]["date"][:10] for r in docs}))
         + ".",
         "",
     ]
     summary: list[list[Any]] = []
     body: list[str] = []
     for name in ORDER:
-        if name not in results:
-            continue
-        title, fn = SECTIONS[name]
-        r = results[name]
-        body += [f"## {title}", "", *provenance(r), *fn(r, summary)]
+        docs = results.get(name, [])
+        for r in docs:  # several results of one benchmark: e.g. at 2 threads and at 1
+            title, fn = SECTIONS[name]
+            if len(docs) > 1:
+                title += f" ({r['threads']} thread{'s' if r['threads'] != 1 else ''})"
+            body += [f"## {title}", "", *provenance(r), *fn(r, summary)]
     lines += ["## Summary", ""]
     lines += table(["workload", "bilstm runtime", "PyTorch", "ratio", "target", "status"], summary)
     lines += body
@@ -708,11 +734,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=c.RESULTS_DIR)
     p.add_argument("--out", type=Path, default=c.REPO / "benchmarks" / "RESULTS.md")
     args = p.parse_args(argv)
-    results = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(args.results.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and doc.get("benchmark") in SECTIONS:  # others are not ours
-            results[doc["benchmark"]] = doc
+            results.setdefault(doc["benchmark"], []).append(doc)
+    for docs in results.values():
+        docs.sort(key=lambda d: -int(d.get("threads") or 0))
     if not results:
         print(f"no results in {args.results}", file=sys.stderr)
         return 1
