@@ -41,6 +41,12 @@ GENERIC_SUFFIXES = (".npz", ".npy", ".json")
 TRAINING_HELP = {
     "train": "Train a model (needs the train extra: pip install 'bilstm\\[train]').",
     "export": "Export a checkpoint to ONNX (needs the train extra: pip install 'bilstm\\[train]').",
+    "export-module": "Export your own PyTorch module with LSTM/GRU layers to ONNX (needs the "
+    "train extra: pip install 'bilstm\\[train]').",
+    "import": "Import a model trained in another framework, e.g. Keras (needs the train and "
+    "keras extras: pip install 'bilstm\\[train,keras]').",
+    "tune": "Search hyper-parameters with Optuna (needs the train and tune extras: "
+    "pip install 'bilstm\\[train,tune]').",
 }
 # Tensor input (generic mode) runs the graph as it is: none of the record options apply.
 GENERIC_IGNORES = (
@@ -150,7 +156,7 @@ def sigterm_raises() -> Iterator[None]:
 
 
 ModelArg = Annotated[
-    str, typer.Argument(metavar="MODEL", help="Path to a .onnx file, or a built-in model name.")
+    str, typer.Argument(metavar="MODEL", help="Path to a .onnx or .ort file, or a built-in model name.")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
@@ -599,6 +605,11 @@ def info(
             "export": meta.export,
             "determinism": determinism(str(meta.export.get("precision", "fp32"))),
         }
+        from bilstm.runtime.builtin import builtin_facts
+
+        facts = builtin_facts(bilstm.path)
+        if facts is not None:  # a shipped model: its dev metrics, int8 next to fp32
+            summary["builtin"] = facts
     _print_summary(summary, as_json)
 
 

@@ -29,6 +29,7 @@ EXAMPLES = ROOT / "examples"
 INPUTS = {
     "sentiment": "reviews.txt",
     "sentiment-int8": "reviews.txt",
+    "sentiment-fast": "reviews.txt",
     "pos-en": "sentences.txt",
     "cloze-en": "blanks.txt",
     "elecdemand-h1": "demand.csv",
