@@ -156,7 +156,8 @@ def sigterm_raises() -> Iterator[None]:
 
 
 ModelArg = Annotated[
-    str, typer.Argument(metavar="MODEL", help="Path to a .onnx or .ort file, or a built-in model name.")
+    str,
+    typer.Argument(metavar="MODEL", help="Path to a .onnx or .ort file, or a built-in model name."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
