@@ -35,6 +35,7 @@ SCRIPTS = {
     "padding": ["padding_fraction", "cases"],
     "overlap": ["by_threads"],
     "export_time": ["in_process_s"],
+    "hotpath": ["share", "workers"],
     "gpu": [],
 }
 NEEDS_ASSETS = {
@@ -48,6 +49,7 @@ NEEDS_ASSETS = {
     "padding",
     "overlap",
     "export_time",
+    "hotpath",
 }
 
 
