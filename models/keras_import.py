@@ -403,106 +403,131 @@ def _chain(model: Any, config: dict[str, Any]) -> list[Any]:
     return [by_name[n] for n in names]
 
 
-def plan_from_keras(model: Any, config: dict[str, Any]) -> KerasPlan:
-    """Walk a loaded Keras model (`config`: its saved config.json) and convert its weights,
-    refusing what is not mapped."""
-    layers = _chain(model, config)
-    if not layers or _kind(layers[0]) != "Embedding":
-        first = f"'{layers[0].name}' ({type(layers[0]).__name__})" if layers else "nothing"
-        raise KerasImportError(
-            f"model '{model.name}' starts with {first}; the import maps models that start "
-            "with an Embedding layer on token ids"
-        )
-    embedding = layers[0]
-    if not embedding.mask_zero:
-        raise _refuse(
-            embedding,
-            "mask_zero=False: the model reads padding (id 0) as a token, so its "
-            "output depends on how much padding a batch has and no exact length-aware model "
-            "exists. Build it with Embedding(..., mask_zero=True) and retrain (the weights "
-            "load unchanged, the results do not)",
-        )
-    names = [embedding.name]
-    stack: list[tuple[RNNWeights, RNNWeights]] = []
-    cell = merge = ""
-    units = 0
-    sequences = True
-    pooling = "last"
-    mask_exact = True
+@dataclass
+class _Walk:
+    """The state of `plan_from_keras` while it walks the layer chain after the Embedding."""
+
+    stack: list[tuple[RNNWeights, RNNWeights]] = field(default_factory=list)
+    cell: str = ""
+    merge: str = ""
+    units: int = 0
+    sequences: bool = True
+    pooling: str = "last"
+    mask_exact: bool = True
     dense: Any = None
-    activation = ""
-    for layer in layers[1:]:
+    activation: str = ""
+
+    def step(self, layer: Any) -> None:
+        """Take one layer into the plan, or refuse it with its name and why."""
         kind = _kind(layer)
-        names.append(layer.name)
         if kind in IDENTITY_LAYERS:
-            continue
-        if dense is not None:
-            if kind == "Activation" and activation == "linear":
-                act = layer.get_config().get("activation")
-                if act == "softmax":
-                    activation = "softmax"
-                    continue
-            raise _refuse(layer, "follows the output Dense layer; nothing is mapped after it")
-        if kind == "Bidirectional":
-            if not sequences or pooling != "last":
-                raise _refuse(layer, "follows a layer that already reduced the sequence")
-            c, u, m, sequences, weights = _bidirectional(layer)
-            if stack and (c, u, m) != (cell, units, merge):
-                raise _refuse(
-                    layer,
-                    f"is {c} {u} units merge {m} after {cell} {units} units merge "
-                    f"{merge}; this network uses one cell type, size and merge mode for every "
-                    "layer",
-                )
-            cell, units, merge = c, u, m
-            stack.append(weights)
-            if not sequences:
-                pooling = "last"
-            continue
-        if kind in ("LSTM", "GRU", "SimpleRNN", "RNN"):
+            return
+        if self.dense is not None:
+            self._after_output(layer, kind)
+        elif kind == "Bidirectional":
+            self._bidirectional(layer)
+        elif kind in ("LSTM", "GRU", "SimpleRNN", "RNN"):
             backwards = " reading backwards (go_backwards=True)" if layer.go_backwards else ""
             raise _refuse(
                 layer,
                 f"a single-direction recurrent layer{backwards}; this network is bidirectional "
                 "in every layer: wrap it in Bidirectional(...) and retrain",
             )
-        if not stack:
+        elif not self.stack:
             raise _refuse(layer, "comes before any Bidirectional(LSTM/GRU) layer; not mapped")
-        if kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D") and sequences:
-            pool_cfg = layer.get_config()
-            if pool_cfg.get("keepdims") or pool_cfg.get("data_format") == "channels_first":
-                raise _refuse(layer, "keepdims=True or channels_first is not mapped")
-            pooling = "mean" if kind == "GlobalAveragePooling1D" else "max"
-            # Keras' max pooling ignores the mask: padded zeros take part in the max.
-            mask_exact = kind == "GlobalAveragePooling1D"
-            sequences = False
-            continue
+        elif kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D") and self.sequences:
+            self._pooling(layer, kind)
+        else:
+            self._head(layer, kind)
+
+    def _after_output(self, layer: Any, kind: str) -> None:
+        if kind == "Activation" and self.activation == "linear":
+            if layer.get_config().get("activation") == "softmax":
+                self.activation = "softmax"
+                return
+        raise _refuse(layer, "follows the output Dense layer; nothing is mapped after it")
+
+    def _bidirectional(self, layer: Any) -> None:
+        if not self.sequences or self.pooling != "last":
+            raise _refuse(layer, "follows a layer that already reduced the sequence")
+        c, u, m, self.sequences, weights = _bidirectional(layer)
+        if self.stack and (c, u, m) != (self.cell, self.units, self.merge):
+            raise _refuse(
+                layer,
+                f"is {c} {u} units merge {m} after {self.cell} {self.units} units merge "
+                f"{self.merge}; this network uses one cell type, size and merge mode for every "
+                "layer",
+            )
+        self.cell, self.units, self.merge = c, u, m
+        self.stack.append(weights)
+        if not self.sequences:
+            self.pooling = "last"
+
+    def _pooling(self, layer: Any, kind: str) -> None:
+        pool_cfg = layer.get_config()
+        if pool_cfg.get("keepdims") or pool_cfg.get("data_format") == "channels_first":
+            raise _refuse(layer, "keepdims=True or channels_first is not mapped")
+        self.pooling = "mean" if kind == "GlobalAveragePooling1D" else "max"
+        # Keras' max pooling ignores the mask: padded zeros take part in the max.
+        self.mask_exact = kind == "GlobalAveragePooling1D"
+        self.sequences = False
+
+    def _head(self, layer: Any, kind: str) -> None:
         inner = layer.layer if kind == "TimeDistributed" else layer
-        if kind == "TimeDistributed" and (not sequences or _kind(inner) != "Dense"):
+        if kind == "TimeDistributed" and (not self.sequences or _kind(inner) != "Dense"):
             raise _refuse(layer, "only TimeDistributed(Dense) on a sequence is mapped")
-        if _kind(inner) == "Dense":
-            dense, activation = inner, _dense_activation(layer, inner)
-            continue
-        raise _refuse(layer, "is not a layer this import maps (see docs/keras-import.md)")
-    if dense is None:
+        if _kind(inner) != "Dense":
+            raise _refuse(layer, "is not a layer this import maps (see docs/keras-import.md)")
+        self.dense, self.activation = inner, _dense_activation(layer, inner)
+
+
+def _embedding(model: Any, layers: Sequence[Any]) -> Any:
+    """The chain's first layer, which must be an Embedding with mask_zero=True."""
+    if not layers or _kind(layers[0]) != "Embedding":
+        first = f"'{layers[0].name}' ({type(layers[0]).__name__})" if layers else "nothing"
+        raise KerasImportError(
+            f"model '{model.name}' starts with {first}; the import maps models that start "
+            "with an Embedding layer on token ids"
+        )
+    if not layers[0].mask_zero:
+        raise _refuse(
+            layers[0],
+            "mask_zero=False: the model reads padding (id 0) as a token, so its "
+            "output depends on how much padding a batch has and no exact length-aware model "
+            "exists. Build it with Embedding(..., mask_zero=True) and retrain (the weights "
+            "load unchanged, the results do not)",
+        )
+    return layers[0]
+
+
+def plan_from_keras(model: Any, config: dict[str, Any]) -> KerasPlan:
+    """Walk a loaded Keras model (`config`: its saved config.json) and convert its weights,
+    refusing what is not mapped."""
+    layers = _chain(model, config)
+    embedding = _embedding(model, layers)
+    walk = _Walk()
+    for layer in layers[1:]:
+        walk.step(layer)
+    if walk.dense is None:
         raise KerasImportError(
             f"model '{model.name}': no output Dense layer after the recurrent layers"
         )
+    dense = walk.dense
     kernel = _numpy(dense.kernel)
     bias = _numpy(dense.bias) if dense.use_bias else np.zeros(kernel.shape[1], np.float32)
     return KerasPlan(
-        cell=cell,
-        units=units,
-        merge=merge,
+        cell=walk.cell,
+        units=walk.units,
+        merge=walk.merge,
         embedding=_numpy(embedding.embeddings),
-        layers=stack,
-        per_token=sequences,
-        pooling="last" if sequences else pooling,
+        layers=walk.stack,
+        per_token=walk.sequences,
+        pooling="last" if walk.sequences else walk.pooling,
         dense_kernel=kernel,
         dense_bias=bias,
-        activation=activation,
-        mask_exact=mask_exact,
-        layer_names=names,
+        activation=walk.activation,
+        mask_exact=walk.mask_exact,
+        layer_names=[layer.name for layer in layers],
     )
 
 
