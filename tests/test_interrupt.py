@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import sigint_as_in_a_terminal
 
 BIN = Path(sys.executable).parent
 
@@ -22,6 +23,7 @@ def test_killed_run_leaves_previous_output(tmp_path: Path, sig: signal.Signals, 
     out.write_text("previous\n")
     proc = subprocess.Popen(
         [BIN / "bilstm-run", "sentiment", src, "--output", out, "--threads", "1", "--quiet"],
+        preexec_fn=sigint_as_in_a_terminal,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -45,6 +47,7 @@ def test_interrupt_with_stdout_output_does_not_claim_nothing_was_written(tmp_pat
     src.write_text("a gorgeous, witty and seductive movie that never lets up\n" * 400_000)
     proc = subprocess.Popen(
         [BIN / "bilstm-run", "sentiment", src, "--threads", "1", "--quiet", "--chunk-size", "64"],
+        preexec_fn=sigint_as_in_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -65,6 +68,7 @@ def test_closed_pipe_is_not_a_record_error(tmp_path: Path) -> None:
     src.write_text("a fine film\n" * 50_000)
     proc = subprocess.Popen(
         [BIN / "bilstm-run", "sentiment", src, "--threads", "1", "--chunk-size", "64"],
+        preexec_fn=sigint_as_in_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

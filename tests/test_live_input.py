@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.cli import bilstm
+from helpers.cli import bilstm, sigint_as_in_a_terminal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,6 +63,7 @@ class Lines:
 def _start(*args: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [BIN / "bilstm-run", *map(str, args), "--threads", "1", "--device", "cpu"],
+        preexec_fn=sigint_as_in_a_terminal,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,6 +8,7 @@ import boundaries, cold start, the real process's stdout/stderr file descriptors
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -50,3 +51,10 @@ def bilstm(*args: object, input: str | bytes | None = None) -> Run:
     finally:
         sys.argv = argv
     return run
+
+
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` for a child that a test interrupts with SIGINT (Ctrl-C). A shell without
+    job control starts background jobs with SIGINT ignored, the child inherits that, and
+    Python then never raises KeyboardInterrupt: the test would measure the shell, not us."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
