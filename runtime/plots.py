@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -433,24 +432,13 @@ def cloze_questions(model: ClozeModel, data: Path) -> list[tuple[str, str, int, 
     """The blanks `ClozeModel.evaluate` asks (same seed, same lines, same words): per
     question the text with `___` in place of the word, the word, its 1-based position and
     the sentence length in tokens."""
-    from bilstm.core.datasets import read_text_lines
-    from bilstm.core.preprocess import BLANK, MASK
-    from bilstm.core.vocab import UNK_ID
-    from bilstm.runtime.tasks.cloze import CLOZE_SEED
+    from bilstm.core.preprocess import BLANK
 
-    rng = random.Random(CLOZE_SEED)
     vocab = model.metadata.vocabulary
     questions = []
-    for text in read_text_lines(data):
-        toks = model.tokens([text])[0]
-        ids = model.encoder.word_ids(toks)
-        known = [i for i, t in enumerate(ids) if t > UNK_ID and toks[i] != MASK]
-        if len(toks) < 2 or not known:
-            continue
-        pos = rng.choice(known)
-        word = vocab[ids[pos]]
-        toks[pos] = BLANK
-        questions.append((" ".join(toks), word, pos + 1, len(toks)))
+    for q in model.questions(data):
+        toks = [BLANK if i == q.position else t for i, t in enumerate(q.tokens)]
+        questions.append((" ".join(toks), vocab[q.answer], q.position + 1, len(toks)))
     return questions
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,18 @@ from bilstm.runtime.taskspec import TEXT_RUN_OPTIONS, RunOptions, TaskSpec, id_i
 
 CLOZE_SEED = 13
 """Seed of the blanks `evaluate` picks, so that two evaluations ask the same questions."""
+
+
+class ClozeQuestion(NamedTuple):
+    """One blank that `ClozeModel.evaluate` (and `bilstm plot eval`) asks."""
+
+    tokens: list[str]
+    """The line's tokens, the blanked word replaced by the mask token."""
+    position: int
+    """Index of the blank in `tokens`."""
+    answer: int
+    """Vocabulary id of the word that was blanked."""
+
 
 SPEC = TaskSpec(
     name="cloze",
@@ -162,17 +174,16 @@ class ClozeModel(TextModel):
             )
         return cols
 
-    def evaluate(
-        self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
-    ) -> dict[str, Any]:
-        """One blank per line at a seeded random known word; top-1/top-k accuracy."""
+    def questions(self, data: Path) -> list[ClozeQuestion]:
+        """The blanks `evaluate` asks on `data` (one text per line): one per line with two or
+        more tokens and a known word, at a known word drawn with `CLOZE_SEED`, so that every
+        evaluation and picture of the same file asks the same questions."""
         import random
 
         from bilstm.core.datasets import read_text_lines
-        from bilstm.core.metrics import topk_accuracy
 
         rng = random.Random(CLOZE_SEED)
-        token_lists, positions, gold = [], [], []
+        asked = []
         for text in read_text_lines(data):
             toks = self.tokens([text])[0]
             ids = self.encoder.word_ids(toks)
@@ -180,11 +191,21 @@ class ClozeModel(TextModel):
             if len(toks) < 2 or not known:
                 continue
             pos = rng.choice(known)
-            gold.append(ids[pos])
             toks[pos] = MASK
-            token_lists.append(toks)
-            positions.append(pos)
-        probs = self._text_outputs(token_lists, batch_size, positions)
+            asked.append(ClozeQuestion(toks, pos, ids[pos]))
+        return asked
+
+    def evaluate(
+        self, data: Path, batch_size: int, tag_column: str = "upos", top_k: int = DEFAULT_TOP_K
+    ) -> dict[str, Any]:
+        """One blank per line at a seeded random known word; top-1/top-k accuracy."""
+        from bilstm.core.metrics import topk_accuracy
+
+        asked = self.questions(data)
+        gold = [q.answer for q in asked]
+        probs = self._text_outputs(
+            [q.tokens for q in asked], batch_size, [q.position for q in asked]
+        )
         vocab_index = {w: i for i, w in enumerate(self.metadata.vocabulary)}
         ranked = [
             [vocab_index[w] for w, _ in self.candidates(p, max(top_k, 5)).candidates]
