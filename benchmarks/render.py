@@ -29,6 +29,7 @@ ORDER = [
     "export_time",
     "roofline",
     "profile_cli",
+    "hotpath",
     "gpu",
 ]
 FINDINGS = c.REPO / "benchmarks" / "findings.md"
@@ -693,6 +694,40 @@ def gpu(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
     return out
 
 
+def hotpath(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
+    sh = r["share"]
+    out = [
+        f"Same {sh['lines']:,} lines, same {sh['batches']} padded batches, one process: "
+        f"`bilstm-run`'s loop (read, tokenise, pad, `session.run`, records, write) "
+        f"{fmt(sh['loop_items_per_s'])} items/s against bare `session.run` "
+        f"{fmt(sh['bare_items_per_s'])} items/s: **share {sh['share']:.2f}** "
+        f"(target {sh['target_share']:.2f}).",
+        "",
+        f"Whole `bilstm-run` processes on {r['workers']['lines']:,} lines (workers x threads "
+        "each; medians):",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            v["items_per_s_e2e"],
+            v["items_per_s_scoring"],
+            v["same_output_as_first"],
+        ]
+        for name, v in r["workers"]["configs"].items()
+    ]
+    out += table(
+        [
+            "workers x threads",
+            "whole process items/s",
+            "scoring items/s",
+            "same output",
+        ],
+        rows,
+    )
+    return out
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[str]]]] = {
     "throughput": (
         "1. Batch scoring: `bilstm-run` vs a fair PyTorch baseline, with the roofline",
@@ -708,6 +743,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any], list[list[Any]]], list[
     "export_time": ("Export time", export_time),
     "roofline": ("Roofline: fp32 GEMM peak and FLOPs per item", roofline_section),
     "profile_cli": ("Where `bilstm-run`'s time goes (py-spy)", profile_cli),
+    "hotpath": ("The scoring loop against bare `session.run`; `--workers`", hotpath),
     "gpu": ("GPU (CUDA)", gpu),
 }
 
