@@ -40,10 +40,7 @@ except ImportError:
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 
 # Options that only make sense for some tasks: giving them elsewhere is an error, not a no-op.
-# Distillation and warm start are classify features of this command, not task settings stored
-# in the checkpoint, so they are listed here rather than in the task registry.
-CLASSIFY_ONLY = ("teacher", "distill_temperature", "distill_weight", "init_from")
-ONLY_FOR = only_for() | {name: {"classify"} for name in CLASSIFY_ONLY}
+ONLY_FOR = only_for()
 WHY_NOT = {
     "skip_bad_lines": (
         ": a skipped CSV row would join its neighbours into a series with a gap; fix the row"

@@ -92,7 +92,16 @@ TASKS: dict[str, TaskInfo] = {
             "bilstm.models.classify",
             text=True,
             labelled=True,
-            options=("pooling", "class_weights"),
+            # distillation and warm start (--teacher, --init-from) shape how a classifier is
+            # trained, not what it is: they are not stored as task settings.
+            options=(
+                "pooling",
+                "class_weights",
+                "teacher",
+                "distill_temperature",
+                "distill_weight",
+                "init_from",
+            ),
             model_options=("pooling",),
             loop_options=("class_weights",),
             saved_settings=lambda model, tc: {"pooling": model.get("pooling")},
