@@ -114,16 +114,7 @@ def export_module(
     """
     started = time.perf_counter()
     path = Path(path)
-    check_output_file(path, force=force, flag="OUT")
-    if not MODULE_OPSET <= opset <= MAX_MODULE_OPSET:
-        raise ExportError(
-            f"opset {opset} is not supported; choose {MODULE_OPSET}..{MAX_MODULE_OPSET}"
-        )
-    if importlib.util.find_spec("onnxscript") is None:
-        raise ExportError(
-            "export_module needs onnxscript (PyTorch's ONNX exporter is written on it): "
-            "pip install 'bilstm[train]' or pip install onnxscript"
-        )
+    _check_setup(path, opset, force)
     examples = _as_tuple(example_inputs)
     axes = Axes(batch=batch_axis, time=time_axis, pad_value=float(pad_value))
     specs = _input_specs(module, examples, input_names, dynamic_axes, dynamic_shapes, lengths, axes)
@@ -134,9 +125,7 @@ def export_module(
             f"{type(module).__name__} has no nn.LSTM or nn.GRU layer; export_module is for "
             "recurrent modules (use torch.onnx.export for others)"
         )
-    modes = {m: m.training for m in module.modules()}  # restored one by one afterwards
-    module.eval()  # dropout off, as at inference
-    try:
+    with _eval_mode(module):
         model = _trace(module, examples, specs, outputs, sites, axes, opset)
         fused, scans = check_module_graph(model, sites, specs, axes)
         parity = _verify(
@@ -151,23 +140,8 @@ def export_module(
             tolerance,
             path,
         )
-    finally:
-        for sub, training in modes.items():
-            sub.training = training
     sha = weights_hash(model)
-    info = {
-        "toolkit_version": __version__,
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "opset": opset,
-        "module": type(module).__qualname__,
-        "inputs": {s.name: {str(d): n for d, n in s.axes.items()} for s in specs},
-        "outputs": list(outputs),
-        "lengths": lengths,
-        "pad_value": axes.pad_value,
-        "rnns": [s.describe() for s in sites.values()],
-        "weights_sha256": sha,
-        "parity": parity.to_dict(),
-    }
+    info = _metadata(module, specs, outputs, lengths, axes, sites, opset, sha, parity)
     helper.set_model_props(model, {METADATA_KEY: json.dumps(info)})
     with atomic_path(path) as tmp:
         onnx.save_model(model, str(tmp))
@@ -183,6 +157,59 @@ def export_module(
         scan_nodes=scans,
         weights_sha256=sha,
     )
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Dropout off while exporting, as at inference; each submodule's mode restored after."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
+
+
+def _check_setup(path: Path, opset: int, force: bool) -> None:
+    """Refuse before any work: an output that may not be replaced, an opset, no onnxscript."""
+    check_output_file(path, force=force, flag="OUT")
+    if not MODULE_OPSET <= opset <= MAX_MODULE_OPSET:
+        raise ExportError(
+            f"opset {opset} is not supported; choose {MODULE_OPSET}..{MAX_MODULE_OPSET}"
+        )
+    if importlib.util.find_spec("onnxscript") is None:
+        raise ExportError(
+            "export_module needs onnxscript (PyTorch's ONNX exporter is written on it): "
+            "pip install 'bilstm[train]' or pip install onnxscript"
+        )
+
+
+def _metadata(
+    module: torch.nn.Module,
+    specs: Sequence[InputSpec],
+    outputs: Sequence[str],
+    lengths: str | None,
+    axes: Axes,
+    sites: Mapping[str, RNNSite],
+    opset: int,
+    sha: str,
+    parity: ParityReport,
+) -> dict[str, Any]:
+    """What the file says about itself (`bilstm info` shows it): provenance, axes, parity."""
+    return {
+        "toolkit_version": __version__,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "opset": opset,
+        "module": type(module).__qualname__,
+        "inputs": {s.name: {str(d): n for d, n in s.axes.items()} for s in specs},
+        "outputs": list(outputs),
+        "lengths": lengths,
+        "pad_value": axes.pad_value,
+        "rnns": [s.describe() for s in sites.values()],
+        "weights_sha256": sha,
+        "parity": parity.to_dict(),
+    }
 
 
 # -- arguments --------------------------------------------------------------------------------
