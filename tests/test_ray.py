@@ -134,7 +134,7 @@ def ray_cluster() -> Iterator[Any]:
 @pytest.mark.slow  # a local Ray cluster: ~30 s here
 def test_ray_map_batches_equals_bilstm_run(ray_cluster: Any, tmp_path: Path) -> None:
     ray = ray_cluster
-    texts = review_lines(3000, seed=11, mangle=True)
+    texts = review_lines(800, seed=11, mangle=True)
     src = tmp_path / "reviews.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     expected = cli_records(src, "sentiment", "--device", "cpu")
@@ -150,7 +150,7 @@ def test_ray_map_batches_equals_bilstm_run(ray_cluster: Any, tmp_path: Path) -> 
             "layout": "json",
         },
         compute=ray.data.ActorPoolStrategy(size=2),
-        batch_size=500,
+        batch_size=150,
         batch_format="pandas",
     )
     rows = sorted(scored.take_all(), key=lambda r: r["line"])
@@ -163,7 +163,7 @@ def test_ray_map_batches_equals_bilstm_run(ray_cluster: Any, tmp_path: Path) -> 
 
     # numpy batches, per-label columns, through the helper
     columns = score_dataset(
-        ds, "sentiment", concurrency=2, rows_per_batch=700, batch_format="numpy"
+        ds, "sentiment", concurrency=2, rows_per_batch=250, batch_format="numpy"
     )
     rows = sorted(columns.take_all(), key=lambda r: r["line"])
     for row, rec in zip(rows, expected, strict=True):
