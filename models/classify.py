@@ -15,7 +15,7 @@ from rich.console import Console
 from bilstm.core import datasets
 from bilstm.core.batching import length_batches, pad_batch
 from bilstm.core.datasets import LabelledText
-from bilstm.core.errors import CheckpointError, DataError
+from bilstm.core.errors import CheckpointError, DataError, InputError
 from bilstm.core.metrics import classification_metrics
 from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
 from bilstm.core.vocab import UNK_ID, Vocabulary
@@ -81,25 +81,47 @@ class ClassifySpec:
 
 @dataclass(frozen=True)
 class Distillation:
-    """`--teacher`: learn from a trained classifier's softened outputs as well as the labels."""
+    """`--teacher`: learn from trained classifiers' softened outputs as well as the labels."""
 
-    teacher: Path
-    """The teacher's checkpoint folder (a classify checkpoint with the same labels)."""
+    teachers: tuple[Path, ...]
+    """The teachers' checkpoint folders (classify checkpoints with the same labels), at least
+    one (a single Path is taken as one teacher); with several, the student learns the
+    average of their softened outputs."""
     temperature: float = 2.0
     """Softmax temperature T for both sides of the soft-target loss."""
     weight: float = 0.5
     """Share `a` of the soft-target loss: (1 - a) * cross-entropy + a * T^2 * KL."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.teachers, str | Path):  # one folder given alone
+            object.__setattr__(self, "teachers", (Path(self.teachers),))
+        if not self.teachers:
+            raise InputError("distillation needs at least one teacher checkpoint folder")
+
 
 class SoftTargets:
-    """The teacher's logits for every training text, computed once (eval mode, no gradients).
+    """The teachers' logits for every training text, computed once (eval mode, no gradients).
 
-    The teacher is frozen and deterministic in eval mode, so its outputs per text never change:
+    A teacher is frozen and deterministic in eval mode, so its outputs per text never change:
     running it once before training gives exactly the targets of running it every batch.
+    `logits` is [teachers, texts, labels] (or [texts, labels] for a single teacher).
     """
 
     def __init__(self, logits: torch.Tensor, temperature: float, weight: float) -> None:
-        self.logits, self.temperature, self.weight = logits, temperature, weight
+        self.logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
+        self.temperature, self.weight = temperature, weight
+
+    def targets(self, batch: list[int], device: torch.device) -> torch.Tensor:
+        """The soft targets of `batch`: the teachers' temperature-T probabilities, averaged.
+
+        The arithmetic mean of the probabilities (not of the log-probabilities) is the
+        ensemble whose accuracy is measured (`ensemble_eval.py` averages the same way), and
+        where the teachers disagree it keeps that disagreement as a softer target; a mean of
+        logits lets one over-confident teacher outvote the others. With one teacher the
+        mean over a single row is that row, bit for bit: the loss is the one-teacher loss.
+        """
+        t = self.temperature
+        return torch.softmax(self.logits[:, batch].to(device) / t, dim=-1).mean(0)
 
     def mix(self, hard: torch.Tensor, student: torch.Tensor, batch: list[int]) -> torch.Tensor:
         """Hinton et al. (2015): (1 - a) * CE(labels) + a * T^2 * KL(teacher_T || student_T).
@@ -107,7 +129,7 @@ class SoftTargets:
         T^2 keeps the soft term's gradients on the scale of the hard term's when T changes.
         """
         t = self.temperature
-        teacher = torch.softmax(self.logits[batch].to(student.device) / t, dim=-1)
+        teacher = self.targets(batch, student.device)
         kl = torch.nn.functional.kl_div(
             torch.log_softmax(student / t, dim=-1), teacher, reduction="batchmean"
         )
@@ -117,13 +139,21 @@ class SoftTargets:
 def teacher_logits(
     distill: Distillation, labels: list[str], texts: Sequence[str], batch_size: int
 ) -> torch.Tensor:
-    """The teacher's logits [texts, labels] in the student's label order.
+    """Every teacher's logits [teachers, texts, labels], columns in the student's label order.
 
-    The teacher reads each text with its own tokenizer and vocabulary, so it may differ from
-    the student in every setting but its labels.
+    Each teacher is checked (a classifier with the student's labels) before any is run;
+    errors name the --teacher at fault. A teacher reads each text with its own tokenizer and
+    vocabulary, so teachers may differ from the student and from each other in every
+    setting but their labels.
     """
-    teacher = load_checkpoint(distill.teacher)
-    where = f"--teacher {distill.teacher}"
+    teachers = [_load_teacher(path, labels) for path in distill.teachers]
+    return torch.stack([_logits(teacher, labels, texts, batch_size) for teacher in teachers])
+
+
+def _load_teacher(path: Path, labels: list[str]) -> Checkpoint:
+    """The checkpoint at `path`, refused unless it is a classifier with the same labels."""
+    teacher = load_checkpoint(path)
+    where = f"--teacher {path}"
     if not isinstance(teacher.model, BiLSTMClassifier) or teacher.tokenizer is None:
         raise CheckpointError(
             f"{where}: is a {teacher.task} checkpoint; the teacher must be a classify "
@@ -134,8 +164,15 @@ def teacher_logits(
             f"{where}: the teacher's labels {teacher.labels} differ from the training data's "
             f"{labels}; distillation needs a teacher trained on the same label set"
         )
+    return teacher
+
+
+def _logits(
+    teacher: Checkpoint, labels: list[str], texts: Sequence[str], batch_size: int
+) -> torch.Tensor:
+    """One teacher's eval-mode logits [texts, labels] in the student's label order."""
+    assert teacher.tokenizer is not None and teacher.vocabulary is not None
     tok, vocab = Tokenizer(teacher.tokenizer), teacher.vocabulary
-    assert vocab is not None  # every text checkpoint has one
     ids = [vocab.encode(tok.tokenize(t)) or [UNK_ID] for t in texts]
     out = torch.empty(len(ids), len(labels))
     model = teacher.model.eval()
@@ -336,7 +373,7 @@ def train_from_options(
     """`bilstm train classify`: read the TSV/JSONL files and train."""
     read = datasets.read_classification
     distill = None
-    if opts.teacher is not None:
+    if opts.teacher:
         distill = Distillation(opts.teacher, opts.distill_temperature, opts.distill_weight)
     return train_classifier(
         read(opts.data, opts.skip_bad_lines),

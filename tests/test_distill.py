@@ -17,7 +17,7 @@ from helpers.cli import Run, bilstm
 torch = pytest.importorskip("torch")
 
 from bilstm.core.datasets import LabelledText, read_classification  # noqa: E402
-from bilstm.core.errors import CheckpointError, DataError  # noqa: E402
+from bilstm.core.errors import BiLSTMError, CheckpointError, DataError, InputError  # noqa: E402
 from bilstm.core.tokenizer import TokenizerConfig  # noqa: E402
 from bilstm.models.checkpoint import load_checkpoint, predict_logits  # noqa: E402
 from bilstm.models.classify import (  # noqa: E402
@@ -59,11 +59,80 @@ def test_soft_target_loss_is_hintons() -> None:
     assert swapped == pytest.approx(expected, rel=1e-5)
 
 
+def test_one_teacher_loss_is_unchanged_bit_for_bit() -> None:
+    """A single teacher gives exactly the loss of the one-teacher formula (no averaging)."""
+    torch.manual_seed(0)
+    teacher, student = torch.randn(10, 3) * 3, torch.randn(4, 3)
+    batch, hard, t, a = [7, 2, 9, 0], torch.tensor(0.4), 4.0, 0.7
+    p = torch.softmax(teacher[batch] / t, dim=-1)
+    kl = torch.nn.functional.kl_div(
+        torch.log_softmax(student / t, dim=-1), p, reduction="batchmean"
+    )
+    want = (1 - a) * hard + a * t * t * kl
+    for logits in (teacher, teacher.unsqueeze(0)):  # [texts, labels] or [1, texts, labels]
+        soft = SoftTargets(logits, t, a)
+        assert torch.equal(soft.targets(batch, student.device), p)
+        assert torch.equal(soft.mix(hard, student, batch), want)
+
+
+def test_several_teachers_average_their_softened_probabilities() -> None:
+    """The soft target is the mean of the teachers' temperature-T probabilities, by hand."""
+    first = torch.tensor([[4.0, 0.0], [0.0, 1.0]])
+    second = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    t = 2.0
+    soft = SoftTargets(torch.stack([first, second]), temperature=t, weight=1.0)
+
+    def probs(row: list[float]) -> list[float]:
+        e = [math.exp(x / t) for x in row]
+        return [x / sum(e) for x in e]
+
+    want = [
+        [(x + y) / 2 for x, y in zip(probs(r1), probs(r2), strict=True)]
+        for r1, r2 in zip(first.tolist(), second.tolist(), strict=True)
+    ]
+    got = soft.targets([0, 1], torch.device("cpu"))
+    assert torch.allclose(got, torch.tensor(want), atol=1e-6)
+    # not the softmax of the mean logits (that would be a geometric mean of probabilities)
+    geometric = torch.softmax((first + second) / 2 / t, dim=-1)
+    assert not torch.allclose(got, geometric, atol=1e-3)
+    # a student equal to the average pays nothing; KL is taken against the average
+    student = got.log() * t  # softmax(student / t) == got
+    assert soft.mix(torch.tensor(0.0), student, [0, 1]).item() == pytest.approx(0.0, abs=1e-6)
+    only_first = SoftTargets(first, t, 1.0).mix(torch.tensor(0.0), student, [0, 1]).item()
+    assert only_first > 0.01
+
+
+def test_teacher_logits_of_several_teachers(trained, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each teacher reads the texts with its own vocabulary; rows stack in --teacher order."""
+    out, ckpt = trained
+    texts = [it.text for it in read_classification(data_dir / "train.tsv")][:20]
+    other = tmp_path / "other"
+    random_checkpoint("classify", texts=texts, save_to=other, labels=list(reversed(ckpt.labels)))
+    both = teacher_logits(Distillation((out, other)), ckpt.labels, texts, batch_size=8)
+    assert both.shape == (2, 20, len(ckpt.labels))
+    alone = [teacher_logits(Distillation(p), ckpt.labels, texts, batch_size=8)[0]
+             for p in (out, other)]  # fmt: skip
+    assert torch.equal(both[0], alone[0]) and torch.equal(both[1], alone[1])
+    # every teacher is checked before any runs, and the error names the one at fault
+    tagger = tmp_path / "tagger"
+    random_checkpoint("tag", save_to=tagger)
+    with pytest.raises(CheckpointError, match=rf"--teacher {tagger}: is a tag checkpoint"):
+        teacher_logits(Distillation((out, tagger)), ckpt.labels, texts, batch_size=8)
+    odd = tmp_path / "odd"
+    random_checkpoint("classify", save_to=odd, labels=["bad", "good"])
+    with pytest.raises(DataError, match=rf"--teacher {odd}: the teacher's labels"):
+        teacher_logits(Distillation((out, other, odd)), ckpt.labels, texts, batch_size=8)
+    with pytest.raises(InputError, match="at least one teacher"):
+        Distillation(())
+
+
 def test_teacher_logits_are_the_eval_mode_outputs(trained, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     out, ckpt = trained
     texts = [it.text for it in read_classification(data_dir / "train.tsv")][:50]
     distill = Distillation(out, temperature=2.0, weight=0.5)
-    got = teacher_logits(distill, ckpt.labels, texts, batch_size=7)
+    stacked = teacher_logits(distill, ckpt.labels, texts, batch_size=7)
+    assert stacked.shape == (1, 50, len(ckpt.labels))  # [teachers, texts, labels]
+    got = stacked[0]
     assert not got.requires_grad
     teacher = load_checkpoint(out)
     assert teacher.tokenizer is not None and teacher.vocabulary is not None
@@ -75,10 +144,10 @@ def test_teacher_logits_are_the_eval_mode_outputs(trained, data_dir: Path) -> No
         want = predict_logits(teacher.model, [ids], [len(ids)])[0]
         assert torch.allclose(got[i], want, atol=1e-5)
     # dropout is off: the same texts give the same targets again (batching only pads)
-    again = teacher_logits(distill, ckpt.labels, texts, batch_size=50)
+    again = teacher_logits(distill, ckpt.labels, texts, batch_size=50)[0]
     assert torch.allclose(got, again, atol=1e-5)
     # the student's label order may differ from the teacher's: columns follow the student
-    flipped = teacher_logits(distill, list(reversed(ckpt.labels)), texts, batch_size=7)
+    flipped = teacher_logits(distill, list(reversed(ckpt.labels)), texts, batch_size=7)[0]
     assert torch.equal(flipped, got.flip(1))
 
 
@@ -223,3 +292,29 @@ def test_labels_of_another_set_are_a_data_error(trained) -> None:  # type: ignor
     out, _ = trained
     with pytest.raises(DataError, match="differ from the training data's"):
         teacher_logits(Distillation(out), ["a", "b", "c"], ["x"], batch_size=4)
+
+
+def test_ensemble_eval_recipe_scores_members_and_their_average(  # type: ignore[no-untyped-def]
+    trained, data_dir: Path, tmp_path: Path
+) -> None:
+    """models/recipes/ensemble_eval.py: each checkpoint's accuracy and the probability mean's."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "recipes"))
+    try:
+        from ensemble_eval import score
+    finally:
+        sys.path.pop(0)
+    out, ckpt = trained
+    other = tmp_path / "other"
+    texts = [it.text for it in read_classification(data_dir / "train.tsv")]
+    random_checkpoint("classify", texts=texts, save_to=other, labels=ckpt.labels)
+    result = score(data_dir / "dev.tsv", [out, other])
+    members = result["members"]
+    assert isinstance(members, list) and len(members) == 2
+    assert members[0]["accuracy"] == round(ckpt.summary["dev_metrics"]["accuracy"], 4)
+    alone = score(data_dir / "dev.tsv", [out, out])  # identical members: the member itself
+    assert alone["ensemble"] == {k: members[0][k] for k in ("accuracy", "macro_f1")}
+    random_checkpoint("classify", save_to=tmp_path / "ab", labels=["a", "b"])
+    with pytest.raises(BiLSTMError, match=r"ab: labels \['a', 'b'\] differ from those of"):
+        score(data_dir / "dev.tsv", [out, tmp_path / "ab"])
