@@ -74,6 +74,8 @@ CONSTANT_RECORD = (
     '{"line": 1, "label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9}}'
 )
 PREDICT = "/v1/models/{}/predict"
+PARTS = ("ceiling", "on", "off", "torch", "batch", "run")
+PART_OF = {"ceiling": "ceiling", "batching on": "on", "batching off": "off"}
 
 
 # -- servers (run as `python -m benchmarks.serve _server ...`) ----------------------------------
@@ -92,6 +94,7 @@ def _server_main(argv: list[str]) -> None:
     p.add_argument("--switch-interval-ms", type=float, default=None)
     p.add_argument("--scoring-batch", type=int, default=None)
     p.add_argument("--access-log", type=int, default=0)
+    p.add_argument("--settle-passes", type=int, default=None)
     args = p.parse_args(argv)
     import uvicorn
 
@@ -129,12 +132,15 @@ def _bilstm_app(args: argparse.Namespace) -> Any:
     a constant record per input (the ceiling: the same path without the model)."""
     from bilstm.runtime.model import BiLSTM
     from bilstm.runtime.serve import app as serve_app
+    from bilstm.runtime.serve import batching, scoring
 
     model = BiLSTM.load(args.path, threads=args.threads)
     model.warmup(1)
     score = serve_app.score_predict
     if args.scoring_batch:
-        serve_app.TEXT_SCORING_BATCH = args.scoring_batch  # read per request by scoring_batch()
+        scoring.TEXT_SCORING_BATCH = args.scoring_batch  # read when the app is made
+    if args.settle_passes is not None:
+        batching.SETTLE_PASSES = args.settle_passes  # read per batch
 
     def score_or_constant(served: Any, jobs: Any) -> list[Any]:
         if served.name != "constant":
@@ -257,6 +263,43 @@ class Server:
 # -- load generator ------------------------------------------------------------------------------
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds each thread of process `pid` has run (thread id -> seconds), from
+    /proc/PID/task/TID/schedstat (nanoseconds; empty where /proc has no such file)."""
+    out: dict[int, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_per_request(
+    pid: int, before: dict[int, float], after: dict[int, float], client_s: float, cell: dict
+) -> dict[str, Any]:
+    """Milliseconds of CPU per request in a cell: the server's event loop (its main thread),
+    its other threads (the scoring worker and ONNX Runtime's), and this load generator; and
+    the cores all three kept busy on average."""
+    if not after:
+        return {}
+    delta = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    loop = delta.get(pid, 0.0)
+    other = sum(v for tid, v in delta.items() if tid != pid)
+    n = max(cell["requests"], 1)
+    wall = n / cell["rps"] if cell["rps"] else 0.0
+    return {
+        "server_loop_ms": round(loop / n * 1000, 4),
+        "server_other_threads_ms": round(other / n * 1000, 4),
+        "client_ms": round(client_s / n * 1000, 4),
+        "cores_busy": round((loop + other + client_s) / wall, 2) if wall else None,
+    }
+
+
 def request_bytes(path: str, texts: list[str]) -> bytes:
     body = json.dumps({"inputs": texts}).encode()
     head = (
@@ -287,24 +330,32 @@ async def _client(
         writer.close()
 
 
-async def load(port: int, requests: list[bytes], clients: int, total: int) -> dict[str, Any]:
+async def load(
+    port: int, requests: list[bytes], clients: int, total: int, pid: int
+) -> dict[str, Any]:
     warm: list[float] = []
     await asyncio.gather(
         *(_client(port, requests, warm, [0], 20 // clients + 1) for _ in range(min(clients, 8)))
     )
     latencies: list[float] = []
     counter = [0]
+    cpu_before, client_before = thread_cpu(pid), time.process_time()
     start = time.perf_counter()
     await asyncio.gather(
         *(_client(port, requests, latencies, counter, total) for _ in range(clients))
     )
     wall = time.perf_counter() - start
-    return {
+    client_s = time.process_time() - client_before
+    cell = {
         "requests": len(latencies),
         "rps": round(len(latencies) / wall, 1),
         "p50_ms": round(quantile(latencies, 0.5) * 1000, 2),
+        "p90_ms": round(quantile(latencies, 0.9) * 1000, 2),
         "p99_ms": round(quantile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
     }
+    cell["cpu"] = cpu_per_request(pid, cpu_before, thread_cpu(pid), client_s, cell)
+    return cell
 
 
 # -- profile -----------------------------------------------------------------------------------
@@ -427,7 +478,17 @@ def main(argv: list[str] | None = None) -> int:
         "call for text models), access-log=1 (the JSON access log on stderr)",
     )
     p.add_argument("--server-lifetime", type=float, default=900)
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to measure, ','-separated among {','.join(PARTS)} (default all): the "
+        "ceiling, batching on, batching off, the PyTorch endpoint (one-text cells), the "
+        "requests of --batch-texts texts, and bilstm-run's scoring-only reference",
+    )
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        p.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose among {PARTS}")
     clients = [int(c) for c in args.concurrency.split(",")]
     batch_clients = [int(c) for c in args.batch_concurrency.split(",")]
     total, batch_total = args.requests, args.batch_requests
@@ -488,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         for server_args, routes in plans:
+            routes = [r for r in routes if wanted(r[0], r[5] is batch_cells, parts)]
+            if not routes:
+                continue
             server = Server(*server_args)
             stack.setdefault(routes[0][0], f"{server.http}, {server.loop}")
             try:
@@ -501,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                                 out = args.profile / f"serve-batching-on-{c}.txt"
                                 spy = start_profile(server.proc.pid, out)
                         before = server.batches(name) if server_args[0] == "bilstm" else None
-                        cell = asyncio.run(load(server.port, reqs, c, n))
+                        cell = asyncio.run(load(server.port, reqs, c, n, server.proc.pid))
                         if spy is not None:
                             profile = {"cell": f"{label}, {c} clients", **stop_profile(spy, out)}
                         if before is not None and name == "m":
@@ -514,9 +578,11 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{label:30s} x{size:<3d} c={c:3d} {cell}", file=sys.stderr)
             finally:
                 server.stop()
-        run_texts = [t for g in groups for t in g] * max(1, 3200 // (len(groups) * k))
-        reference = bilstm_run_items(model, run_texts, args.threads, 1 if args.smoke else 3)
-        print(f"bilstm-run scoring only: {reference}", file=sys.stderr)
+        reference: dict[str, Any] = {}
+        if "run" in parts:
+            run_texts = [t for g in groups for t in g] * max(1, 3200 // (len(groups) * k))
+            reference = bilstm_run_items(model, run_texts, args.threads, 1 if args.smoke else 3)
+            print(f"bilstm-run scoring only: {reference}", file=sys.stderr)
     targets = assess(cells, batch_cells, reference, clients, batch_clients)
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     save(
@@ -542,10 +608,20 @@ def main(argv: list[str] | None = None) -> int:
     print(render(cells, clients))
     print()
     print(render(batch_cells, batch_clients, items=True))
-    print(f"\nbilstm-run scoring only: {reference['items_per_s']:,.0f} items/s")
+    if reference:
+        print(f"\nbilstm-run scoring only: {reference['items_per_s']:,.0f} items/s")
     for t in targets:
         print(f"- {t['target']}: {t['value']} ({'met' if t['met'] else 'missed'})")
     return 0
+
+
+def wanted(label: str, batch: bool, parts: set[str]) -> bool:
+    """Whether a server's cells are among `--parts`."""
+    if batch:
+        return "batch" in parts
+    if label.startswith("torch"):
+        return "torch" in parts
+    return PART_OF.get(label.split(",")[0], "") in parts
 
 
 def assess(
@@ -585,7 +661,7 @@ def assess(
         ]
     for c in batch_clients:
         mine = batch_cells.get("batching on", {}).get(str(c))
-        if mine:
+        if mine and reference:
             share = mine["items_per_s"] / reference["items_per_s"]
             out.append(
                 {

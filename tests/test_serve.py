@@ -640,6 +640,54 @@ def test_a_lone_request_does_not_wait_for_max_delay() -> None:
         assert srv.stop() == 0
 
 
+def logged(srv: Served, path: str, count: int = 1) -> list[dict[str, Any]]:
+    """The access log records of `path` once there are `count` of them (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [json.loads(x) for x in srv.lines if x.startswith("{")]
+        found = [r for r in found if r["path"] == path]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_a_client_that_leaves_is_a_499_and_its_job_is_dropped() -> None:
+    srv = Served("sentiment", "--port=0", "--max-delay-ms=60000", "--threads=1")
+    port = int(srv.url.rsplit(":", 1)[1])
+    body = json.dumps({"inputs": ["gone before the answer"]}).encode()
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        # 1. gone while its body is still arriving
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + body[:5])
+            wait_for_metric(srv, 'bilstm_arriving_requests{model="sentiment"} 1.0')
+        wait_for_metric(srv, 'bilstm_arriving_requests{model="sentiment"} 0.0')
+        # 2. gone while its job waits in a batch (held open by a request still arriving)
+        held = HeldRequest(srv)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + body)
+            wait_for_metric(srv, 'bilstm_queue_rows{model="sentiment"} 1.0')
+        assert len(logged(srv, PREDICT, 2)) == 2  # answered (499) while the batch still waits
+        assert held.finish() == 200  # the batch goes out with the held request alone
+        records = logged(srv, PREDICT, 3)
+        assert [r["status"] for r in records] == [499, 499, 200], records
+        assert records[0]["bytes"] == records[1]["bytes"] == 0
+        assert not [x for x in srv.lines if "internal error" in x or "Traceback" in x]
+        metrics = srv.client.get("/metrics").text
+        assert 'bilstm_requests_total{code="499",route="v1/models/sentiment/predict"} 2.0' in (
+            metrics
+        )
+        # the gone job was not scored: one batch of one row (the held request)
+        assert 'bilstm_batch_rows_sum{model="sentiment"} 1.0' in metrics
+        assert 'bilstm_batch_rows_count{model="sentiment"} 1.0' in metrics
+    finally:
+        srv.client.close()
+        assert srv.stop() == 0
+
+
 def test_off_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BILSTM_API_KEY", raising=False)
     run = bilstm("serve", "sentiment", "--host", "0.0.0.0")

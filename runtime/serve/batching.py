@@ -10,6 +10,10 @@ loop keeps accepting, and everything queued meanwhile goes out as the next batch
 request never waits for company that is not coming (the cost of the fixed wait that Triton's
 `max_queue_delay` pays at low load). Jobs whose key is None are scored alone (a model whose
 results would depend on the batch, e.g. int8 with dynamic quantization, gets None keys).
+
+Stages, timed for `/metrics` when a `stage` callback is given: `queue` (per job: queued until
+taken into a batch), `form` (per batch: first job taken until handed to the worker), `wake`
+(per batch: the worker done until the event loop hands out the results).
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class Job:
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
 
+
+# Event-loop passes a forming batch may take to pick up requests whose bytes had already
+# arrived (each pass runs the handlers that are ready and polls the sockets once); it stops
+# at the first pass that brings no new job. See Batcher._gather.
+SETTLE_PASSES = 1
 
 Scorer = Callable[[Sequence[Job]], list[Any]]
 """Scores a batch of jobs (in the worker thread); one result, or an exception, per job."""
@@ -90,6 +99,7 @@ class Batcher:
         observe: Callable[[int, float], None] | None = None,
         queue_gauge: Callable[[int], None] | None = None,
         arriving_gauge: Callable[[int], None] | None = None,
+        stage: Callable[[str, float], None] | None = None,
     ) -> None:
         self.name = name
         self._score = score
@@ -99,6 +109,8 @@ class Batcher:
         self._observe = observe
         self._queue_gauge = queue_gauge
         self._arriving_gauge = arriving_gauge
+        self._stage = stage
+        self._scored_at = 0.0  # when the worker finished the last batch (its clock)
         self._queue: deque[Job] = deque()
         self._queued_rows = 0
         self._forming = 0  # rows of the batch that is waiting for more
@@ -184,6 +196,8 @@ class Batcher:
                 batch.append(job)
                 rows += job.rows
                 self._set_queued(self._queued_rows - job.rows, rows)
+                if self._stage is not None:
+                    self._stage("queue", time.perf_counter() - job.enqueued)
             else:
                 kept.append(job)
         self._queue = kept
@@ -197,9 +211,14 @@ class Batcher:
         rows = self._take(first, batch, rows)
         if first.key is None or rows >= self.max_batch:
             return rows
-        await asyncio.sleep(0)  # one loop pass: handlers that are ready queue their jobs
-        rows = self._take(first, batch, rows)
         deadline = first.enqueued + self.max_delay_s
+        for _ in range(SETTLE_PASSES):
+            # a loop pass: handlers that are ready queue their jobs
+            await asyncio.sleep(0)
+            before = rows
+            rows = self._take(first, batch, rows)
+            if rows == before or rows >= self.max_batch or time.perf_counter() >= deadline:
+                break
         while self._arriving and rows < self.max_batch and not (self._closing or self._hurry):
             left = deadline - time.perf_counter()
             if left <= 0:
@@ -226,6 +245,9 @@ class Batcher:
             if first.future.cancelled():
                 self._set_queued(self._queued_rows, 0)
                 continue
+            formed = time.perf_counter()
+            if self._stage is not None:
+                self._stage("queue", formed - first.enqueued)
             batch = [first]
             await self._gather(first, batch, first.rows)
             batch = [job for job in batch if not job.future.cancelled()]
@@ -238,8 +260,12 @@ class Batcher:
                 results = await loop.run_in_executor(self._executor, self._score_all, batch)
             finally:
                 self.busy = False
+            done = time.perf_counter()
+            if self._stage is not None:
+                self._stage("form", start - formed)
+                self._stage("wake", max(0.0, done - self._scored_at))
             if self._observe is not None:
-                self._observe(sum(job.rows for job in batch), time.perf_counter() - start)
+                self._observe(sum(job.rows for job in batch), self._scored_at - start)
             for job, result in zip(batch, results, strict=True):
                 if job.future.done():
                     continue  # the request timed out or its client went away
@@ -256,12 +282,15 @@ class Batcher:
         except Exception as exc:  # noqa: BLE001 - handed to the waiting request
             if len(batch) == 1:
                 return [exc]
+        finally:
+            self._scored_at = time.perf_counter()
         results: list[Any] = []
         for job in batch:
             try:
                 results.extend(self._score([job]))
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
                 results.append(exc)
+        self._scored_at = time.perf_counter()
         return results
 
     def hurry(self) -> None:

@@ -189,7 +189,7 @@ def _server_class(uvicorn: Any) -> Any:
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:
-                served = self.config.app.state.server.models
+                served = self.config.app.server.models
                 for srv in self.servers:
                     for sock in srv.sockets:
                         host, port = sock.getsockname()[:2]
@@ -202,7 +202,7 @@ def _server_class(uvicorn: Any) -> Any:
                         )
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            self.config.app.state.server.begin_drain()
+            self.config.app.server.begin_drain()
             super().handle_exit(sig, frame)
             self._captured_signals.clear()  # drained: exit 0, not by the re-raised signal
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0
+)  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -54,6 +57,17 @@ class Metrics:
             "Time to score one batch (worker thread)",
             ["model"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        self.stage = Histogram(
+            "bilstm_stage_seconds",
+            "Time in each stage: queue (a job, queued until taken into a batch), form (a "
+            "batch, first job taken until handed to the worker), score (the model call), "
+            "encode (the answers' bytes), wake (worker done until the event loop hands out "
+            "the results)",
+            ["model", "stage"],
+            buckets=STAGE_BUCKETS,
             registry=r,
         )
 
