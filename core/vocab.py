@@ -18,7 +18,8 @@ class Vocabulary:
         if len(tokens) < 2 or tokens[PAD_ID] != PAD or tokens[UNK_ID] != UNK:
             raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}")
         self.tokens: list[str] = list(tokens)
-        self._ids = {tok: i for i, tok in enumerate(self.tokens)}
+        # dict(zip) builds the index in C: a model's vocabulary is indexed at every load.
+        self._ids = dict(zip(self.tokens, range(len(self.tokens)), strict=True))
         if len(self._ids) != len(self.tokens):
             raise ValueError("vocabulary tokens must be unique")
 

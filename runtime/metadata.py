@@ -58,6 +58,12 @@ def _check_pattern(pattern: str) -> None:
         ) from None
 
 
+def _all_strings(values: list[Any]) -> bool:
+    """True when every item is a str. The types are collected in C (`map`): a vocabulary
+    of tens of thousands of words is checked at every load."""
+    return set(map(type, values)) <= {str}
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -137,7 +143,7 @@ class ModelMetadata:
 
         task_spec = spec(task)
         labels = _get(doc, "labels", list)
-        if not all(isinstance(x, str) for x in labels):
+        if not _all_strings(labels):
             raise MetadataError("model metadata 'labels' must be a list of strings")
         if len(set(labels)) != len(labels):
             raise MetadataError("model metadata 'labels' has duplicate entries")
@@ -148,7 +154,7 @@ class ModelMetadata:
         if task_spec.text_input:
             if len(vocab) < 2 or vocab[0] != PAD or vocab[1] != UNK:
                 raise MetadataError(f"model metadata 'vocabulary' must start with {PAD!r}, {UNK!r}")
-            if not all(isinstance(x, str) for x in vocab):
+            if not _all_strings(vocab):
                 raise MetadataError("model metadata 'vocabulary' must be a list of strings")
             if len(set(vocab)) != len(vocab):
                 raise MetadataError("model metadata 'vocabulary' has duplicate entries")
