@@ -242,15 +242,25 @@ class Server:
             raise RuntimeError(f"server {args} did not start")
         threading.Thread(target=lambda: [None for _ in self.proc.stderr or []], daemon=True).start()
 
-    def batches(self, model: str) -> tuple[float, float]:
-        """(batches scored, rows in them) so far for `model`, from /metrics."""
+    def batches(self, model: str) -> dict[str, float]:
+        """Counters so far for `model`, from /metrics: batches scored and rows in them
+        (`count`, `sum`), and each stage's count and seconds (`STAGE count`, `STAGE sum`)."""
         url = f"http://127.0.0.1:{self.port}/metrics"
         with urllib.request.urlopen(url, timeout=30) as answer:
             text = answer.read().decode()
-        found = dict(
-            re.findall(rf'^bilstm_batch_rows_(count|sum){{model="{model}"}} (\S+)$', text, re.M)
-        )
-        return float(found.get("count", 0)), float(found.get("sum", 0))
+        found = {
+            k: float(v)
+            for k, v in re.findall(
+                rf'^bilstm_batch_rows_(count|sum){{model="{model}"}} (\S+)$', text, re.M
+            )
+        }
+        for kind, stage, value in re.findall(
+            rf'^bilstm_stage_seconds_(count|sum){{model="{model}",stage="(\w+)"}} (\S+)$',
+            text,
+            re.M,
+        ):
+            found[f"{stage} {kind}"] = float(value)
+        return found
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -258,6 +268,20 @@ class Server:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def batch_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Mean rows per batch and mean milliseconds per stage between two `batches` readings."""
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    out: dict[str, Any] = {"mean_batch_rows": round(delta("sum") / max(delta("count"), 1), 1)}
+    stages = sorted({k.split()[0] for k in after if " " in k})
+    out["stage_mean_ms"] = {
+        s: round(delta(f"{s} sum") / max(delta(f"{s} count"), 1) * 1000, 3) for s in stages
+    }
+    return out
 
 
 # -- load generator ------------------------------------------------------------------------------
@@ -568,10 +592,8 @@ def main(argv: list[str] | None = None) -> int:
                         cell = asyncio.run(load(server.port, reqs, c, n, server.proc.pid))
                         if spy is not None:
                             profile = {"cell": f"{label}, {c} clients", **stop_profile(spy, out)}
-                        if before is not None and name == "m":
-                            after = server.batches(name)
-                            count, rows = after[0] - before[0], after[1] - before[1]
-                            cell["mean_batch_rows"] = round(rows / max(count, 1), 1)
+                        if before is not None:
+                            cell.update(batch_figures(before, server.batches(name)))
                         size = len(inputs[0])
                         cell["items_per_s"] = round(cell["rps"] * size, 1)
                         table.setdefault(label, {})[str(c)] = cell

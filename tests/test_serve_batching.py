@@ -208,3 +208,56 @@ def test_hurry_stops_waiting_for_arrivals_but_takes_new_jobs() -> None:
 
     assert run(main()) < 2.0
     assert scorer.batches == [["a"], ["b"]]
+
+
+def test_a_job_whose_client_left_is_not_scored() -> None:
+    scorer = Recorder()
+
+    async def main() -> list[Any]:
+        batcher = make(scorer, max_delay_s=0.0)
+        batcher.start()
+        scorer.gate.clear()
+        first = batcher.enqueue("first", 1, "k")
+        while not batcher.busy:
+            await asyncio.sleep(0.001)
+        left = [False]
+        gone = batcher.enqueue("gone", 1, "k", gone=lambda: left[0])
+        stays = batcher.enqueue("stays", 1, "k", gone=lambda: False)
+        left[0] = True  # the client leaves while its job is queued
+        scorer.gate.set()
+        results = await asyncio.gather(first, stays)
+        await batcher.drain()
+        return [*results, gone.cancelled()]
+
+    assert run(main()) == ["first", "stays", True]
+    assert scorer.batches == [["first"], ["stays"]]
+
+
+def test_await_answer_without_a_cheap_check_listens_for_the_disconnect() -> None:
+    pytest.importorskip("starlette")
+    from starlette.requests import ClientDisconnect
+
+    from bilstm.runtime.serve.asgi import await_answer
+
+    async def leaves() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    async def stays() -> dict[str, Any]:
+        await asyncio.sleep(60)
+        return {"type": "http.disconnect"}
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[Any] = loop.create_future()
+        with pytest.raises(ClientDisconnect):
+            await await_answer(gone, leaves, 10.0, None)
+        late: asyncio.Future[Any] = loop.create_future()
+        with pytest.raises(asyncio.TimeoutError):
+            await await_answer(late, stays, 0.05, None)
+        answered: asyncio.Future[Any] = loop.create_future()
+        loop.call_later(0.01, answered.set_result, "ok")
+        assert await await_answer(answered, stays, 10.0, None) == "ok"
+        return gone.cancelled(), late.cancelled()
+
+    assert run(main()) == (True, True)

@@ -38,6 +38,7 @@ from bilstm.runtime.serve.asgi import (
     access_log,
     await_answer,
     error_reply,
+    gone_check,
     header,
     read_body,
 )
@@ -225,12 +226,13 @@ class Server:
     ) -> Any:
         """Queue the request's job and wait for its result (503, 504 and 400 as HTTPError;
         `ClientDisconnect` if the client leaves first)."""
+        gone = gone_check(receive)
         try:
-            future = batcher.enqueue(payload, rows, key, arrival)
+            future = batcher.enqueue(payload, rows, key, arrival, gone)
         except (QueueFull, Draining) as exc:
             raise HTTPError(503, str(exc)) from None
         try:
-            return await await_answer(future, receive, self.config.timeout_s)
+            return await await_answer(future, receive, self.config.timeout_s, gone)
         except asyncio.TimeoutError:
             raise HTTPError(
                 504, f"no result within --timeout {self.config.timeout_s:g} s"

@@ -45,6 +45,14 @@ class Job:
     key: Hashable | None
     future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
+    gone: Callable[[], bool] | None = None
+    """True once the job's client has left: the job is then cancelled, not scored."""
+
+    def dropped(self) -> bool:
+        """Cancelled, or its client gone (then cancelled here)."""
+        if self.gone is not None and not self.future.done() and self.gone():
+            self.future.cancel()
+        return self.future.cancelled()
 
 
 # Event-loop passes a forming batch may take to pick up requests whose bytes had already
@@ -145,10 +153,16 @@ class Batcher:
         return Arrival(self)
 
     def enqueue(
-        self, payload: Any, rows: int, key: Hashable | None, arrival: Arrival | None = None
+        self,
+        payload: Any,
+        rows: int,
+        key: Hashable | None,
+        arrival: Arrival | None = None,
+        gone: Callable[[], bool] | None = None,
     ) -> asyncio.Future[Any]:
         """Queue a job; its future gets the result (or the exception). Cancelling the future
-        (a timeout) drops the job if it is not being scored yet."""
+        (a timeout) drops the job if it is not being scored yet, as does `gone()` turning
+        true (its client left) before the job's batch goes to the worker."""
         if arrival is not None:
             arrival.close()
         if self._closing:
@@ -159,7 +173,7 @@ class Batcher:
                 f"{self.max_queue_rows}); retry later"
             )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(Job(payload, rows, key, future))
+        self._queue.append(Job(payload, rows, key, future, gone=gone))
         self._set_queued(self._queued_rows + rows)
         self._wake()
         return future
@@ -190,7 +204,7 @@ class Batcher:
         kept: deque[Job] = deque()
         while self._queue:
             job = self._queue.popleft()
-            if job.future.cancelled():
+            if job.dropped():
                 self._set_queued(self._queued_rows - job.rows)
             elif job.key == first.key and rows + job.rows <= self.max_batch:
                 batch.append(job)
@@ -242,7 +256,7 @@ class Batcher:
                 await self._wakeup.wait()
             first = self._queue.popleft()
             self._set_queued(self._queued_rows - first.rows, first.rows)
-            if first.future.cancelled():
+            if first.dropped():
                 self._set_queued(self._queued_rows, 0)
                 continue
             formed = time.perf_counter()
@@ -250,7 +264,7 @@ class Batcher:
                 self._stage("queue", formed - first.enqueued)
             batch = [first]
             await self._gather(first, batch, first.rows)
-            batch = [job for job in batch if not job.future.cancelled()]
+            batch = [job for job in batch if not job.dropped()]
             self._set_queued(self._queued_rows, 0)
             if not batch:
                 continue
