@@ -38,6 +38,8 @@ to DIR and the busiest frames per thread into the results.
 import argparse
 import asyncio
 import collections
+import gc
+import importlib
 import json
 import os
 import re
@@ -95,6 +97,8 @@ def _server_main(argv: list[str]) -> None:
     p.add_argument("--scoring-batch", type=int, default=None)
     p.add_argument("--access-log", type=int, default=0)
     p.add_argument("--settle-passes", type=int, default=None)
+    p.add_argument("--app-module", default="bilstm.runtime.serve.app")
+    p.add_argument("--gc-freeze", type=int, default=1)
     args = p.parse_args(argv)
     import uvicorn
 
@@ -131,8 +135,13 @@ def _bilstm_app(args: argparse.Namespace) -> Any:
     """`bilstm serve`'s app for the model as "m", and as "constant" with scoring replaced by
     a constant record per input (the ceiling: the same path without the model)."""
     from bilstm.runtime.model import BiLSTM
-    from bilstm.runtime.serve import app as serve_app
     from bilstm.runtime.serve import batching, scoring
+
+    # another build of the app (the same API: score_predict, ServeConfig, create_app,
+    # setup_access_log), e.g. an earlier commit's runtime/serve copied as a package
+    serve_app = importlib.import_module(args.app_module)
+    if not args.gc_freeze:
+        gc.freeze = lambda: None  # measure the server without the start-up freeze
 
     model = BiLSTM.load(args.path, threads=args.threads)
     model.warmup(1)

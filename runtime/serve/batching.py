@@ -202,19 +202,22 @@ class Batcher:
         if first.key is None or not self._queue:
             return rows
         kept: deque[Job] = deque()
+        queued = self._queued_rows
+        now = time.perf_counter()
         while self._queue:
             job = self._queue.popleft()
             if job.dropped():
-                self._set_queued(self._queued_rows - job.rows)
+                queued -= job.rows
             elif job.key == first.key and rows + job.rows <= self.max_batch:
                 batch.append(job)
                 rows += job.rows
-                self._set_queued(self._queued_rows - job.rows, rows)
+                queued -= job.rows
                 if self._stage is not None:
-                    self._stage("queue", time.perf_counter() - job.enqueued)
+                    self._stage("queue", now - job.enqueued)
             else:
                 kept.append(job)
         self._queue = kept
+        self._set_queued(queued, rows)  # the gauge once per pass, not once per job
         return rows
 
     async def _gather(self, first: Job, batch: list[Job], rows: int) -> int:
