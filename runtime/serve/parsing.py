@@ -92,7 +92,8 @@ def run_options(served: ServedModel, parameters: Any) -> RunOptions:
         chosen[name] = value
     names = {f.name for f in fields(RunOptions)}
     assert set(chosen) <= names
-    return RunOptions(scoring_batch(model), max_text_bytes=DEFAULT_MAX_LINE_BYTES, **chosen)
+    batch = scoring_batch(model, served.mergeable)
+    return RunOptions(batch, max_text_bytes=DEFAULT_MAX_LINE_BYTES, **chosen)
 
 
 def check_feeds(feeds: dict[str, np.ndarray], max_items: int) -> int:

@@ -24,7 +24,7 @@ from bilstm.runtime.serve.oip import TensorSpec, encode_outputs
 from bilstm.runtime.taskspec import RunOptions
 
 # Rows per ORT call for text models in the server (see scoring_batch).
-TEXT_SCORING_BATCH = 8
+TEXT_SCORING_BATCH = 4
 
 
 def batch_invariant(model: BiLSTM) -> bool:
@@ -38,13 +38,17 @@ def batch_invariant(model: BiLSTM) -> bool:
         return m.find(b"QuantizeLinear") < 0
 
 
-def scoring_batch(model: BiLSTM) -> int:
+def scoring_batch(model: BiLSTM, mergeable: bool) -> int:
     """Rows per ONNX Runtime call when the server scores a batch of requests. ORT's LSTM runs
     every step of the longest row for all rows, and the texts of unrelated requests differ
-    in length: one call on 64 of them cost as much as 64 calls on one each, while calls on
-    length-sorted groups of 8 were ~1.5x faster than either (benchmarks/findings/serve.md).
-    Inputs of one fixed length (forecast windows) keep the model's batch size."""
-    if model.SPEC.text_input:
+    in length: one call on 64 of them cost as much as 64 calls on one each. On random
+    32-review batches of rt dev, length-sorted calls of 4 rows scored 6-10% more rows per
+    CPU-second than calls of 8, and calls of 1, 2, 16 or 32 fewer still (measurements in
+    benchmarks/findings/serve.md). Inputs of one fixed length (forecast windows) keep the
+    model's batch size, as do models whose results depend on the batch (not `mergeable`:
+    int8 with dynamic quantization), so that a request's records are those `bilstm-run`
+    writes for its lines."""
+    if model.SPEC.text_input and mergeable:
         return min(model.batch_size, TEXT_SCORING_BATCH)
     return model.batch_size
 
