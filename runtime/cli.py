@@ -1,14 +1,14 @@
 """Command line of the runtime: `bilstm-run`, and the runtime's commands of the `bilstm`
 umbrella (run, eval, info, merge). `bilstm.cli` adds train and export on a full install.
 
-`bilstm-run` starts here (`run_main`). An ordinary command line (MODEL INPUT and options
-with their values) is parsed by `run_args` and run by `run_command.execute` without
-importing Typer, which is most of what a one-line run would otherwise spend on its command
-line (benchmarks/findings/coldstart.md). --help, usage errors and every other command line go
-to the Typer command in `commands`, which ends in the same `execute`.
+`bilstm-run` starts here (`console_main`, or `run_main`). An ordinary command line (MODEL
+INPUT and options with their values) is parsed by `run_args` and run by
+`run_command.execute` without importing Typer; --help, usage errors and every other command
+line go to the Typer command in `commands`, which ends in the same `execute`. What a
+one-line run spends, and on what: benchmarks/findings/coldstart.md.
 
-The Typer side (`umbrella_app`, `invoke`, ...) is importable from here as before; it is
-loaded on first use.
+This module imports nothing of its own: the names below (the Typer apps, `user_errors`,
+...) load on first use, so that the script can set up the process before numpy is imported.
 
 Results go to stdout (or --output), diagnostics and progress to stderr. Exit codes: 0 ok,
 1 some records failed, 2 usage/model/data error, 130 interrupted, 141 closed pipe, 143 SIGTERM.
@@ -16,27 +16,9 @@ Results go to stdout (or --output), diagnostics and progress to stderr. Exit cod
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
-
-from bilstm.runtime.run_command import (
-    EXIT_BROKEN_PIPE,
-    EXIT_INTERRUPTED,
-    EXIT_RECORD_ERRORS,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
-    OnError,
-    RunArgs,
-    Terminated,
-    Tokenize,
-    _score,
-    execute,
-    quiet_broken_pipe,
-    setup_logging,
-    sigterm_raises,
-    stderr_line,
-    user_errors,
-)
 
 if TYPE_CHECKING:
     from bilstm.runtime.commands import (
@@ -52,43 +34,110 @@ if TYPE_CHECKING:
         single_app,
         umbrella_app,
     )
+    from bilstm.runtime.run_command import (
+        EXIT_BROKEN_PIPE,
+        EXIT_INTERRUPTED,
+        EXIT_RECORD_ERRORS,
+        EXIT_TERMINATED,
+        EXIT_USAGE,
+        OnError,
+        RunArgs,
+        Terminated,
+        Tokenize,
+        _score,
+        execute,
+        sigterm_raises,
+        user_errors,
+    )
 
-_TYPER_SIDE = frozenset(
-    {
-        "EXPORTER_KEY",
-        "CheckpointExporter",
-        "_given",
-        "_make_apps",
-        "evaluate",
-        "info",
-        "invoke",
-        "missing_training_extra",
-        "run",
-        "single_app",
-        "umbrella_app",
-    }
-)
+# Where each name importable from here lives. Nothing is imported with this module: the
+# `bilstm-run` script imports it first, and `run_main` must set the BLAS threads before
+# numpy is imported; Typer is loaded only for what needs it.
+_NAMES = {
+    **dict.fromkeys(
+        (
+            "EXPORTER_KEY",
+            "CheckpointExporter",
+            "_given",
+            "_make_apps",
+            "evaluate",
+            "info",
+            "invoke",
+            "missing_training_extra",
+            "run",
+            "single_app",
+            "umbrella_app",
+        ),
+        "bilstm.runtime.commands",
+    ),
+    **dict.fromkeys(
+        (
+            "EXIT_BROKEN_PIPE",
+            "EXIT_INTERRUPTED",
+            "EXIT_RECORD_ERRORS",
+            "EXIT_TERMINATED",
+            "EXIT_USAGE",
+            "OnError",
+            "RunArgs",
+            "Terminated",
+            "Tokenize",
+            "_score",
+            "execute",
+            "sigterm_raises",
+            "user_errors",
+        ),
+        "bilstm.runtime.run_command",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The Typer commands, imported when first asked for (not by a plain `bilstm-run`)."""
-    if name in _TYPER_SIDE:
-        from bilstm.runtime import commands
+    """The commands and their parts, imported when first asked for."""
+    if name in _NAMES:
+        import importlib
 
-        return getattr(commands, name)
+        return getattr(importlib.import_module(_NAMES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_main() -> None:
-    """Entry point of `bilstm-run` (same as `bilstm run`)."""
+    """Entry point of `bilstm-run` (same as `bilstm run`); exits with the run's status."""
+    sys.exit(_run(sys.argv[1:]))
+
+
+def console_main() -> None:
+    """The `bilstm-run` console script: `run_main`, then leave without the interpreter's
+    teardown (a tenth of a one-line run, spent freeing numpy's and ONNX Runtime's modules).
+
+    Only a finished, single-process run leaves that way, after stdout and stderr are
+    flushed: the output file is already renamed into place and nothing is left to clean up.
+    A run with --workers, or one that raised, exits normally.
+    """
+    code = _run(sys.argv[1:], fast_exit=True)
+    sys.exit(code)
+
+
+def _run(argv: list[str], fast_exit: bool = False) -> int:
+    # The runtime never multiplies matrices in numpy (ONNX Runtime does, with its own
+    # threads). OpenBLAS would still start a thread per core when numpy is imported, a
+    # fifth of the import's CPU time on a 2-core machine; one thread, unless the user chose.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bilstm.runtime.run_args import parse
 
-    parsed = parse(sys.argv[1:])
+    parsed = parse(argv)
     if parsed is None:  # help, usage errors, unusual spellings: Typer's
         from bilstm.runtime.commands import invoke, single_app
 
-        invoke(single_app())
-        return
+        invoke(single_app())  # exits
+        return 0
+    from bilstm.runtime.run_command import (
+        EXIT_BROKEN_PIPE,
+        execute,
+        quiet_broken_pipe,
+        setup_logging,
+        stderr_line,
+    )
+
     args, given = parsed
     try:
         setup_logging(args.quiet, args.debug)
@@ -98,13 +147,17 @@ def run_main() -> None:
 
             shard_of = parse_shard(args.shard)  # `parse` checked it
         code = execute(args, given, shard_of)
+        if fast_exit and args.workers == 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     except KeyboardInterrupt:  # outside `execute`'s own handling: as the Typer path says it
         stderr_line("\naborted")
         code = 1
     except BrokenPipeError:
         quiet_broken_pipe()
         code = EXIT_BROKEN_PIPE
-    sys.exit(code)
+    return code
 
 
 __all__ = [
@@ -122,6 +175,7 @@ __all__ = [
     "_given",
     "_make_apps",
     "_score",
+    "console_main",
     "evaluate",
     "execute",
     "info",

@@ -12,6 +12,7 @@ option's spelling, type, bound, default, or on what a command line means.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,80 @@ def test_bilstm_run_imports_no_command_line_library(tmp_path: Path) -> None:
     record = json.loads(out.stdout)
     assert record["line"] == 1 and record["label"] in ("negative", "positive")
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+def test_importing_the_cli_imports_no_numpy() -> None:
+    """The script imports `bilstm.runtime.cli` first; numpy must come after `run_main` has
+    set the BLAS threads (and `import bilstm.runtime` stays as light)."""
+    code = (
+        "import sys, bilstm.runtime, bilstm.runtime.cli; "
+        "print([m for m in ('numpy', 'onnxruntime', 'typer') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+BLAS = """
+import os, sys
+from bilstm.runtime.cli import run_main
+sys.argv = ["bilstm-run", "sentiment", sys.argv[1], "--quiet", "--threads", "1"]
+try:
+    run_main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("3", "3")])
+def test_blas_threads_default_to_one_unless_set(
+    tmp_path: Path, preset: str | None, expected: str
+) -> None:
+    src = tmp_path / "one.txt"
+    src.write_text("fine\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS, str(src)], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stderr.strip().splitlines()[-1] == expected
+
+
+CONSOLE = "import sys; from bilstm.runtime.cli import {entry}; {entry}()"
+
+
+def _entry(entry: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = CONSOLE.format(entry=entry)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_console_entry_point_exits_as_run_main(tmp_path: Path) -> None:
+    """`console_main` skips the interpreter's teardown; what it writes, and its exit
+    status, are `run_main`'s: records, an output file, record errors, usage and model errors."""
+    (tmp_path / "in.txt").write_bytes(b"A gorgeous, witty movie.\n\xff bad\nDull.\n")
+    cases = [
+        ["sentiment", "in.txt", "--threads", "1"],
+        ["sentiment", "in.txt", "--threads", "1", "-q", "-f", "tsv"],
+        ["sentiment", "in.txt", "--threads", "1", "-q", "-o", "{entry}.jsonl"],
+        ["sentiment", "in.txt", "--threads", "0"],
+        ["no-such-model", "in.txt", "--threads", "1"],
+    ]
+    for case in cases:
+        runs = {}
+        for entry in ("run_main", "console_main"):
+            run = _entry(entry, [a.format(entry=entry) for a in case], tmp_path)
+            written = tmp_path / f"{entry}.jsonl"
+            runs[entry] = (
+                run.returncode,
+                run.stdout,
+                run.stderr.split(" records, ")[0],  # the summary line ends with a timing
+                written.read_bytes() if written.exists() else None,
+            )
+        assert runs["run_main"] == runs["console_main"], case
+        assert runs["run_main"][0] in (1, 2), case  # the bad line, or the bad option / model
 
 
 TRAIN_HELP = """
