@@ -280,13 +280,19 @@ class Server:
 
 
 def measure(
-    server: Server, kind: str, name: str, inputs: list[list[str]], clients: int, n: int
+    server: Server,
+    kind: str,
+    name: str,
+    inputs: list[list[str]],
+    clients: int,
+    n: int,
+    cold: bool = False,
 ) -> dict[str, Any]:
     """One cell: `n` requests from `clients` closed-loop clients, with the server's batch and
     stage figures over the cell (bilstm servers)."""
     reqs = [request_bytes(PREDICT.format(name), x) for x in inputs]
     before = server.batches(name) if kind == "bilstm" else None
-    cell = asyncio.run(load(server.port, reqs, clients, n, server.proc.pid))
+    cell = asyncio.run(load(server.port, reqs, clients, n, server.proc.pid, cold))
     if before is not None:
         cell.update(batch_figures(before, server.batches(name)))
     cell["items_per_s"] = round(cell["rps"] * len(inputs[0]), 1)
@@ -375,41 +381,63 @@ def request_bytes(path: str, texts: list[str]) -> bytes:
     return head.encode() + body
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _exchange(conn: Connection, request: bytes) -> None:
+    """Send one request and read its whole answer (a non-200 answer is an error)."""
+    reader, writer = conn
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    body = await reader.readexactly(length)
+    if status != 200:
+        raise RuntimeError(f"status {status}: {body[:200]!r}")
+
+
+async def _connect(port: int, warm: bytes | None) -> Connection:
+    """A keep-alive connection, with one untimed request sent on it if `warm` is given."""
+    conn = await asyncio.open_connection("127.0.0.1", port)
+    if warm is not None:
+        await _exchange(conn, warm)
+    return conn
+
+
 async def _client(
-    port: int, requests: list[bytes], latencies: list[float], counter: list[int], total: int
+    conn: Connection, requests: list[bytes], latencies: list[float], counter: list[int], total: int
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while counter[0] < total:
             i = counter[0]
             counter[0] += 1
             start = time.perf_counter()
-            writer.write(requests[i % len(requests)])
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-            body = await reader.readexactly(length)
-            if status != 200:
-                raise RuntimeError(f"status {status}: {body[:200]!r}")
+            await _exchange(conn, requests[i % len(requests)])
             latencies.append(time.perf_counter() - start)
     finally:
-        writer.close()
+        conn[1].close()
 
 
 async def load(
-    port: int, requests: list[bytes], clients: int, total: int, pid: int
+    port: int, requests: list[bytes], clients: int, total: int, pid: int, cold: bool = False
 ) -> dict[str, Any]:
-    warm: list[float] = []
-    await asyncio.gather(
-        *(_client(port, requests, warm, [0], 20 // clients + 1) for _ in range(min(clients, 8)))
-    )
+    """One closed-loop cell. By default every client's connection is open and has answered
+    one request before the clock starts (the steady state); `cold`: the connections are
+    opened at the start, as in this script's runs before 2026-11-27 07:30 UTC."""
+    warm_up = [await _connect(port, None) for _ in range(min(clients, 8))]
+    await asyncio.gather(*(_client(c, requests, [], [0], 20 // clients + 1) for c in warm_up))
+    conns: list[Connection] = []
+    if not cold:
+        conns = await asyncio.gather(
+            *(_connect(port, requests[-1 - i % len(requests)]) for i in range(clients))
+        )
     latencies: list[float] = []
     counter = [0]
     cpu_before, client_before = thread_cpu(pid), time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(
-        *(_client(port, requests, latencies, counter, total) for _ in range(clients))
-    )
+    if cold:
+        conns = await asyncio.gather(*(_connect(port, None) for _ in range(clients)))
+    await asyncio.gather(*(_client(c, requests, latencies, counter, total) for c in conns))
     wall = time.perf_counter() - start
     client_s = time.process_time() - client_before
     cell = {
@@ -545,6 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--server-lifetime", type=float, default=900)
     p.add_argument(
+        "--cold-connections",
+        action="store_true",
+        help="open the clients' connections when a cell's clock starts (their first requests "
+        "then wait behind 64 connection set-ups); by default they are open and have answered "
+        "one request before it starts",
+    )
+    p.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -645,7 +680,9 @@ def main(argv: list[str] | None = None) -> int:
                                     args.profile.mkdir(parents=True, exist_ok=True)
                                     out = args.profile / f"serve-batching-on-{c}.txt"
                                     spy = start_profile(server.proc.pid, out)
-                            cell = measure(server, server_args[0], name, inputs, c, n)
+                            cell = measure(
+                                server, server_args[0], name, inputs, c, n, args.cold_connections
+                            )
                             if spy is not None:
                                 profile = {
                                     "cell": f"{label}, {c} clients",
