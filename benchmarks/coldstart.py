@@ -21,6 +21,10 @@ To explain the number, the same is measured for a bare `python -c pass`, for imp
 big dependency, for the Python API doing the same work without the CLI, and for the floor of
 any ONNX Runtime program on this model file (import numpy and onnxruntime, open the session,
 one run, print); `python -X importtime` of the one-line run sums import time by package.
+`bilstm-run` sets OPENBLAS_NUM_THREADS=1 before numpy is imported (unless it is set): the
+rows named with it run so too, the others in the environment as it is (recorded).
+The `bilstm-run` measured is the console script installed beside this Python, with the
+entry point pyproject.toml gave it when it was installed.
 
     python -m benchmarks.coldstart --threads 1
 """
@@ -48,10 +52,15 @@ IMPORTS = {
     "python -c pass": "pass",
     "import numpy": "import numpy",
     "import onnxruntime": "import onnxruntime",
+    "import numpy, onnxruntime; OPENBLAS_NUM_THREADS=1": "import numpy, onnxruntime",
     "import typer": "import typer",
     "import bilstm.runtime.cli": "import bilstm.runtime.cli",
     "import torch": "import torch",
 }
+# `bilstm-run` sets OPENBLAS_NUM_THREADS=1 before numpy is imported (bilstm.runtime.cli);
+# the rows marked so run with it, to compare like with like.
+ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS=1"
+FLOOR = f"ONNX Runtime floor: import, session, one run, print; {ONE_BLAS_THREAD}"
 API_ONE_LINE = (
     "import sys; from bilstm.runtime import BiLSTM; "
     "print(BiLSTM.load(sys.argv[1], device='cpu', threads=int(sys.argv[2]))"
@@ -196,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target_s": TARGET_S,
         "target_ratio": TARGET_RATIO,
         "bytecode": args.bytecode,
+        "environment": {
+            k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "PYTHONDONTWRITEBYTECODE")
+        },
         "commands": cmds,
         "wall_s": stats,
         "cpu_s": {name: c.summary(xs) for name, xs in cpu.items()},
@@ -205,14 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_breakdown:
         ours = {"import bilstm.runtime.cli", "python API: BiLSTM.load + predict, no CLI"}
         imports = {label: [sys.executable, "-c", code] for label, code in IMPORTS.items()}
-        imports["ONNX Runtime floor: import, session, one run, print"] = [
-            sys.executable,
-            "-c",
-            ORT_FLOOR,
-            str(assets.model),
-            n,
-            str(one),
-        ]
+        imports[FLOOR] = [sys.executable, "-c", ORT_FLOOR, str(assets.model), n, str(one)]
         imports["python API: BiLSTM.load + predict, no CLI"] = [
             sys.executable,
             "-c",
@@ -221,18 +226,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             n,
             str(one),
         ]
+
+        def env_of(label: str) -> dict[str, str] | None:
+            base = env if label in ours else None
+            if label.endswith(ONE_BLAS_THREAD):
+                return dict(base or os.environ, OPENBLAS_NUM_THREADS="1")
+            return base
+
         for label, cmd in list(imports.items()):
             try:
-                timed(cmd, env if label in ours else None)
+                timed(cmd, env_of(label))
             except RuntimeError as exc:  # e.g. the floor on a model with other inputs
-                if not label.startswith("ONNX Runtime floor"):
+                if label != FLOOR:
                     raise
                 result["floor_skipped"] = str(exc).splitlines()[-1][:300]
                 del imports[label]
         parts_cpu: dict[str, list[float]] = {label: [] for label in imports}
 
         def part(label: str) -> float:
-            run, seconds = timed(imports[label], env if label in ours else None)
+            run, seconds = timed(imports[label], env_of(label))
             parts_cpu[label].append(seconds)
             return run.wall_s
 
