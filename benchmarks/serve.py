@@ -287,12 +287,13 @@ def measure(
     clients: int,
     n: int,
     cold: bool = False,
+    trim: float = 0.0,
 ) -> dict[str, Any]:
     """One cell: `n` requests from `clients` closed-loop clients, with the server's batch and
     stage figures over the cell (bilstm servers)."""
     reqs = [request_bytes(PREDICT.format(name), x) for x in inputs]
     before = server.batches(name) if kind == "bilstm" else None
-    cell = asyncio.run(load(server.port, reqs, clients, n, server.proc.pid, cold))
+    cell = asyncio.run(load(server.port, reqs, clients, n, server.proc.pid, cold, trim))
     if before is not None:
         cell.update(batch_figures(before, server.batches(name)))
     cell["items_per_s"] = round(cell["rps"] * len(inputs[0]), 1)
@@ -363,7 +364,8 @@ def cpu_per_request(
     loop = delta.get(pid, 0.0)
     other = sum(v for tid, v in delta.items() if tid != pid)
     n = max(cell["requests"], 1)
-    wall = n / cell["rps"] if cell["rps"] else 0.0
+    rate = cell.get("all_rps", cell["rps"])  # the whole cell, as the CPU counters
+    wall = n / rate if rate else 0.0
     return {
         "server_loop_ms": round(loop / n * 1000, 4),
         "server_other_threads_ms": round(other / n * 1000, 4),
@@ -405,21 +407,33 @@ async def _connect(port: int, warm: bytes | None) -> Connection:
 
 
 async def _client(
-    conn: Connection, requests: list[bytes], latencies: list[float], counter: list[int], total: int
+    conn: Connection,
+    requests: list[bytes],
+    times: list[tuple[float, float]],
+    counter: list[int],
+    total: int,
 ) -> None:
+    """Send requests one after the other until `total` have been sent by all clients; each
+    one's (start, end) goes to `times`."""
     try:
         while counter[0] < total:
             i = counter[0]
             counter[0] += 1
             start = time.perf_counter()
             await _exchange(conn, requests[i % len(requests)])
-            latencies.append(time.perf_counter() - start)
+            times.append((start, time.perf_counter()))
     finally:
         conn[1].close()
 
 
 async def load(
-    port: int, requests: list[bytes], clients: int, total: int, pid: int, cold: bool = False
+    port: int,
+    requests: list[bytes],
+    clients: int,
+    total: int,
+    pid: int,
+    cold: bool = False,
+    trim: float = 0.0,
 ) -> dict[str, Any]:
     """One closed-loop cell. By default every client's connection is open and has answered
     one request before the clock starts (the steady state); `cold`: the connections are
@@ -431,25 +445,42 @@ async def load(
         conns = await asyncio.gather(
             *(_connect(port, requests[-1 - i % len(requests)]) for i in range(clients))
         )
-    latencies: list[float] = []
+    times: list[tuple[float, float]] = []
     counter = [0]
     cpu_before, client_before = thread_cpu(pid), time.process_time()
     start = time.perf_counter()
     if cold:
         conns = await asyncio.gather(*(_connect(port, None) for _ in range(clients)))
-    await asyncio.gather(*(_client(c, requests, latencies, counter, total) for c in conns))
-    wall = time.perf_counter() - start
+    await asyncio.gather(*(_client(c, requests, times, counter, total) for c in conns))
+    end = time.perf_counter()
     client_s = time.process_time() - client_before
-    cell = {
-        "requests": len(latencies),
-        "rps": round(len(latencies) / wall, 1),
-        "p50_ms": round(quantile(latencies, 0.5) * 1000, 2),
-        "p90_ms": round(quantile(latencies, 0.9) * 1000, 2),
-        "p99_ms": round(quantile(latencies, 0.99) * 1000, 2),
-        "max_ms": round(max(latencies) * 1000, 2),
-    }
+    cell = cell_figures(times, start, end, trim)
     cell["cpu"] = cpu_per_request(pid, cpu_before, thread_cpu(pid), client_s, cell)
     return cell
+
+
+def cell_figures(
+    times: list[tuple[float, float]], start: float, end: float, trim: float
+) -> dict[str, Any]:
+    """Requests/s and latency quantiles of the requests that ended in the cell's steady
+    part: its wall time less `trim` of it at each end (all clients firing at once at the
+    start, fewer and fewer clients at the end); `all_*`: every request, the whole cell."""
+    lo, hi = start + trim * (end - start), end - trim * (end - start)
+    steady = [b - a for a, b in times if lo <= b <= hi]
+    every = [b - a for a, b in times]
+    if not steady:
+        steady, lo, hi = every, start, end
+    return {
+        "requests": len(every),
+        "rps": round(len(steady) / (hi - lo), 1),
+        "p50_ms": round(quantile(steady, 0.5) * 1000, 2),
+        "p90_ms": round(quantile(steady, 0.9) * 1000, 2),
+        "p99_ms": round(quantile(steady, 0.99) * 1000, 2),
+        "max_ms": round(max(steady) * 1000, 2),
+        "steady_requests": len(steady),
+        "all_rps": round(len(every) / (end - start), 1),
+        "all_p99_ms": round(quantile(every, 0.99) * 1000, 2),
+    }
 
 
 # -- profile -----------------------------------------------------------------------------------
@@ -580,6 +611,14 @@ def main(argv: list[str] | None = None) -> int:
         "one request before it starts",
     )
     p.add_argument(
+        "--trim",
+        type=float,
+        default=0.1,
+        help="share of each cell's wall time left out at each end for requests/s and "
+        "latencies (the burst of all clients starting at once, the last clients alone); "
+        "0: the whole cell (the figures under all_rps and all_p99_ms)",
+    )
+    p.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -681,7 +720,14 @@ def main(argv: list[str] | None = None) -> int:
                                     out = args.profile / f"serve-batching-on-{c}.txt"
                                     spy = start_profile(server.proc.pid, out)
                             cell = measure(
-                                server, server_args[0], name, inputs, c, n, args.cold_connections
+                                server,
+                                server_args[0],
+                                name,
+                                inputs,
+                                c,
+                                n,
+                                args.cold_connections,
+                                args.trim,
                             )
                             if spy is not None:
                                 profile = {
