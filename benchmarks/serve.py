@@ -3,6 +3,8 @@
     python -m benchmarks.serve [--requests 500] [--concurrency 1,8,64] [--threads 1]
         [--batch-texts 32] [--batch-requests 150] [--batch-concurrency 1,8]
         [--http auto|h11|httptools] [--loop auto|asyncio|uvloop] [--profile DIR] [--smoke]
+        [--rounds N] [--parts ceiling,on,off,torch,batch,run] [--trim 0.1]
+        [--cold-connections] [--variants 'FLAG=VALUE ...;...']
 
 Servers measured in the same run, on loopback, with one review of rt_sentiment dev per
 request (then requests of `--batch-texts` reviews):
@@ -28,11 +30,18 @@ Pang and Lee, 2005) when present, else synthetic.
 Load generator: this process, asyncio with one keep-alive HTTP/1.1 connection per client
 (raw streams, pre-built request bytes: less client overhead than an HTTP library), each
 client sending its next request when the previous answer arrives (closed loop); a bounded
-number of requests per cell, after 20 warm-up requests. Servers are subprocesses bound to
-127.0.0.1 on a free port; each stops on SIGTERM after its cells, and by itself after
---server-lifetime seconds whatever happens here. With --profile DIR (needs py-spy), the
-batching-on server is sampled during its cell at the highest concurrency; the raw stacks go
-to DIR and the busiest frames per thread into the results.
+number of requests per cell, after 20 warm-up requests and one untimed request on each
+client's connection. Requests/s and latencies are those of the requests that end in the
+cell's steady part (`--trim` of its wall time left out at each end; `all_rps`, `all_p99_ms`:
+the whole cell). Per cell also: CPU milliseconds per request of the server's event loop,
+its other threads (scoring) and this load generator (from /proc schedstat), the cores they
+kept busy, rows per batch and the server's per-stage means (`bilstm_stage_seconds`). With
+`--rounds N` all servers run at once and every cell N times, server after server; each
+cell reports its median round (a shared machine's load bursts then fall on all servers).
+Servers are subprocesses bound to 127.0.0.1 on a free port; each stops on SIGTERM after its
+cells, and by itself after --server-lifetime seconds whatever happens here. With --profile
+DIR (needs py-spy), the batching-on server is sampled during its cell at the highest
+concurrency; the raw stacks go to DIR and the busiest frames per thread into the results.
 """
 
 import argparse
@@ -622,9 +631,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=1,
-        help="with more than 1, every server is started at once and the one-text cells run "
-        "this many times, server after server, each cell reporting its median round by "
-        "requests/s (on a shared machine a burst of other load then falls on all servers)",
+        help="with more than 1, every server is started at once and every cell runs this "
+        "many times, server after server, each cell reporting its median round by requests/s "
+        "(on a shared machine a burst of other load then falls on all servers)",
     )
     p.add_argument(
         "--parts",
@@ -710,8 +719,6 @@ def main(argv: list[str] | None = None) -> int:
                     server = started[i]
                     stack.setdefault(routes[0][0], f"{server.http}, {server.loop}")
                     for label, name, inputs, counts, n, table in routes:
-                        if table is batch_cells and round_:
-                            continue  # the many-text cells: first round only
                         for c in counts:
                             spy = None
                             if args.profile and not round_ and label == "batching on":
