@@ -148,8 +148,9 @@ def _run(argv: list[str], fast_exit: bool = False) -> int:
             shard_of = parse_shard(args.shard)  # `parse` checked it
         code = execute(args, given, shard_of)
         if fast_exit and args.workers == 1:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None when the process was started with it closed
+                    stream.flush()
             os._exit(code)
     except KeyboardInterrupt:  # outside `execute`'s own handling: as the Typer path says it
         stderr_line("\naborted")

@@ -112,8 +112,9 @@ class RunArgs(NamedTuple):
 
 
 def stderr_line(message: str) -> None:
-    """One diagnostic line on stderr (results never go there)."""
-    print(message, file=sys.stderr, flush=True)
+    """One diagnostic line on stderr (results never go there; nothing if stderr is closed)."""
+    if sys.stderr is not None:  # print(file=None) would write to stdout
+        print(message, file=sys.stderr, flush=True)
 
 
 def setup_logging(quiet: bool, debug: bool) -> None:
