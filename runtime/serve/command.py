@@ -132,8 +132,22 @@ def serve(
     Task records at /v1/models/NAME/predict, the Open Inference Protocol (KServe v2 /
     Triton HTTP) under /v2, Prometheus metrics at /metrics, OpenAPI docs at /docs.
     """
-    from bilstm.core.errors import BiLSTMError
+    refuse_open_host(host, api_key)
+    settings = {
+        "max_batch": max_batch,
+        "max_delay_ms": max_delay_ms,
+        "max_queue": max(max_queue, max_items),
+        "max_items": max_items,
+        "max_body_bytes": max_body_bytes,
+        "timeout_s": timeout,
+        "api_key": api_key,
+        "access_log": access_log,
+    }
+    run_server(models, threads, settings, host, port, graceful_timeout)
 
+
+def refuse_open_host(host: str, api_key: str | None) -> None:
+    """Exit 2 when `host` is not loopback and no API key is given."""
     if host not in LOOPBACK and not host.startswith("127.") and not api_key:
         typer.echo(
             f"error: --host {host} is reachable from other machines: give --api-key (or "
@@ -141,29 +155,34 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+
+
+def run_server(
+    models: list[str],
+    threads: int | None,
+    settings: dict[str, Any],
+    host: str,
+    port: int,
+    graceful_timeout: int,
+) -> None:
+    """Load the models, build the app with `settings` (`ServeConfig` fields) and run it on
+    uvicorn until SIGTERM/SIGINT (exit 2 if it cannot start)."""
+    from bilstm.core.errors import BiLSTMError
+
     try:
         import uvicorn
 
         from bilstm.runtime.serve.app import ServeConfig, create_app, setup_access_log
     except ImportError as exc:
         raise _missing_extra(exc) from None
-    config = ServeConfig(
-        max_batch=max_batch,
-        max_delay_ms=max_delay_ms,
-        max_queue=max(max_queue, max_items),
-        max_items=max_items,
-        max_body_bytes=max_body_bytes,
-        timeout_s=timeout,
-        api_key=api_key,
-        access_log=access_log,
-    )
+    config = ServeConfig(**settings)
     try:
         loaded = load_models(models, threads or default_threads(len(models)))
         app = create_app(loaded, config)
     except BiLSTMError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    setup_access_log(access_log)
+    setup_access_log(config.access_log)
     server = _server_class(uvicorn)(
         uvicorn.Config(
             app,
@@ -172,7 +191,7 @@ def serve(
             log_level="warning",
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=max(1, round(graceful_timeout)),
+            timeout_graceful_shutdown=max(1, graceful_timeout),
             server_header=False,
         )
     )
