@@ -107,7 +107,8 @@ def run_main() -> None:
 
 def console_main() -> None:
     """The `bilstm-run` console script: `run_main`, then leave without the interpreter's
-    teardown (a tenth of a one-line run, spent freeing numpy's and ONNX Runtime's modules).
+    teardown (30-35 ms of a one-line run on the project's machine, spent freeing numpy's and
+    ONNX Runtime's modules).
 
     Only a finished, single-process run leaves that way, after stdout and stderr are
     flushed: the output file is already renamed into place and nothing is left to clean up.
@@ -119,8 +120,9 @@ def console_main() -> None:
 
 def _run(argv: list[str], fast_exit: bool = False) -> int:
     # The runtime never multiplies matrices in numpy (ONNX Runtime does, with its own
-    # threads). OpenBLAS would still start a thread per core when numpy is imported, a
-    # fifth of the import's CPU time on a 2-core machine; one thread, unless the user chose.
+    # threads). OpenBLAS would still start its worker threads when numpy loads it: a quarter
+    # of the CPU time of importing numpy and onnxruntime on a 2-core machine. One thread,
+    # unless the user chose (benchmarks/findings/coldstart.md).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from bilstm.runtime.run_args import parse
 
@@ -128,7 +130,7 @@ def _run(argv: list[str], fast_exit: bool = False) -> int:
     if parsed is None:  # help, usage errors, unusual spellings: Typer's
         from bilstm.runtime.commands import invoke, single_app
 
-        invoke(single_app())  # exits
+        invoke(single_app(), argv)  # exits
         return 0
     from bilstm.runtime.run_command import (
         EXIT_BROKEN_PIPE,
