@@ -261,3 +261,43 @@ def test_await_answer_without_a_cheap_check_listens_for_the_disconnect() -> None
         return gone.cancelled(), late.cancelled()
 
     assert run(main()) == (True, True)
+
+
+def test_access_lines_are_written_together_soon_after() -> None:
+    pytest.importorskip("starlette")
+    import logging
+
+    from bilstm.runtime.serve.asgi import AccessLines, access_log
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    async def main() -> list[list[str]]:
+        lines = AccessLines()
+        lines.add("a")
+        lines.add("b")
+        seen = [list(records)]  # nothing written yet
+        await asyncio.sleep(AccessLines.FLUSH_S * 4)
+        seen.append(list(records))  # written together after FLUSH_S
+        for i in range(AccessLines.MAX_LINES):
+            lines.add(str(i))
+        seen.append(list(records))  # a full buffer is written at once
+        lines.add("last")
+        lines.flush()  # shutdown
+        seen.append(list(records))
+        return seen
+
+    keep = Keep()
+    level = access_log.level
+    access_log.addHandler(keep)
+    access_log.setLevel(logging.INFO)
+    try:
+        seen = run(main())
+    finally:
+        access_log.removeHandler(keep)
+        access_log.setLevel(level)
+    full = "\n".join(str(i) for i in range(AccessLines.MAX_LINES))
+    assert seen == [[], ["a\nb"], ["a\nb", full], ["a\nb", full, "last"]]

@@ -30,6 +30,7 @@ from typing import Any
 from bilstm.core.errors import BiLSTMError, InputError
 from bilstm.runtime.model import BiLSTM
 from bilstm.runtime.serve.asgi import (
+    AccessLines,
     Guard,
     Handler,
     Receive,
@@ -97,6 +98,7 @@ class Server:
         self.metrics = Metrics()
         self.draining = False
         self.ready = False
+        self.access_lines = AccessLines()
         self.models: dict[str, ServedModel] = {}
         for name, model in models.items():
             served = ServedModel(name, model, batch_invariant(model))

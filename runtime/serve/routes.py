@@ -184,6 +184,7 @@ def build_api(server: Server) -> FastAPI:
             server.ready = False
             server.draining = True
             await asyncio.gather(*(b.drain() for b in server.batchers()))
+            server.access_lines.flush()
 
     app = FastAPI(
         title="bilstm serve",
