@@ -32,6 +32,10 @@ class Shipped:
     """For an int8 file: the same metrics of the fp32 model it was quantised from."""
     smaller_than: str | None = None
     """A variant: the model it trades accuracy against speed or size with."""
+    holdout: dict[str, float] | None = None
+    """For a model whose training stopped early on a hold-out of train rather than on dev: the
+    hold-out metrics, which the file's own training `dev_metrics` (and an int8 file's
+    `fp32_dev_metrics`) hold; `dev` and `fp32_dev` are then untouched by any choice."""
 
 
 SHIPPED: dict[str, Shipped] = {
@@ -39,23 +43,26 @@ SHIPPED: dict[str, Shipped] = {
         card="sentiment.md",
         recipe="sentiment.sh",
         precision="fp32",
-        dev={"accuracy": 0.790, "macro_f1": 0.782},
+        dev={"accuracy": 0.808, "macro_f1": 0.802},
+        holdout={"accuracy": 0.790, "macro_f1": 0.779},
     ),
     "sentiment-int8": Shipped(
         card="sentiment.md",
         recipe="sentiment.sh",
         precision="int8",
-        dev={"accuracy": 0.789, "macro_f1": 0.782},
-        fp32_dev={"accuracy": 0.790, "macro_f1": 0.782},
+        dev={"accuracy": 0.809, "macro_f1": 0.803},
+        fp32_dev={"accuracy": 0.808, "macro_f1": 0.802},
         smaller_than="sentiment",
+        holdout={"accuracy": 0.790, "macro_f1": 0.779},
     ),
     "sentiment-fast": Shipped(
         card="sentiment.md",
         recipe="sentiment-fast.sh",
         precision="int8",
-        dev={"accuracy": 0.786, "macro_f1": 0.780},
-        fp32_dev={"accuracy": 0.788, "macro_f1": 0.782},
+        dev={"accuracy": 0.781, "macro_f1": 0.775},
+        fp32_dev={"accuracy": 0.781, "macro_f1": 0.774},
         smaller_than="sentiment",
+        holdout={"accuracy": 0.781, "macro_f1": 0.772},
     ),
     "pos-en": Shipped(
         card="pos-en.md",
