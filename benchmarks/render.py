@@ -331,21 +331,45 @@ def coldstart(r: dict[str, Any], summary: list[list[Any]]) -> list[str]:
             met(ok),
         ]
     )
-    out = table(
-        ["side", "median s", "min s", "max s", "runs", "peak RSS MiB"],
+    cpu = r.get("cpu_s", {})
+    out = []
+    if "bytecode" in r:
+        out += [
+            f"bilstm's own modules: {r['bytecode']} (as pip leaves an installed package "
+            "unless said otherwise); environment: "
+            + ", ".join(
+                f"{k}={'unset' if v is None else v}" for k, v in r.get("environment", {}).items()
+            ),
+            "",
+        ]
+    out += table(
+        ["side", "median s", "min s", "max s", "runs", "CPU median s", "peak RSS MiB"],
         [
-            [k, v["median"], v["min"], v["max"], v["n"], r["max_rss_mib"].get(k)]
+            [
+                k,
+                v["median"],
+                v["min"],
+                v["max"],
+                v["n"],
+                cpu.get(k, {}).get("median"),
+                r["max_rss_mib"].get(k),
+            ]
             for k, v in w.items()
         ],
     )
     if "breakdown_wall_s" in r:
-        out += ["What a bare process costs (wall s, median):", ""]
+        bcpu = r.get("breakdown_cpu_s", {})
+        out += ["What a bare process costs (median):", ""]
         out += table(
-            ["command", "median s"], [[k, v["median"]] for k, v in r["breakdown_wall_s"].items()]
+            ["command", "wall s", "CPU s"],
+            [
+                [k, v["median"], bcpu.get(k, {}).get("median")]
+                for k, v in r["breakdown_wall_s"].items()
+            ],
         )
         out += [
-            "Import time of `bilstm.runtime.cli` by package (`python -X importtime`, "
-            "sum of self times; the CLI's own modules by name):",
+            "Import time of a one-line `bilstm-run` by package (`python -X importtime`, "
+            "sum of self times; bilstm's own modules by name):",
             "",
         ]
         out += table(["package", "ms"], [[x["module"], x["self_ms"]] for x in r["slowest_imports"]])
