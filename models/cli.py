@@ -99,6 +99,14 @@ def _config_value(ctx: Any, config: Path, key: str, option: Any, value: Any) -> 
         if option.default is None:
             return None
         raise bad("is null; give a value or leave the key out")
+    if option.multiple:  # a repeatable option (--teacher): a list of strings, or one string
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) for v in values):
+            raise bad(f"is {json.dumps(value)}, expected a string or a list of strings")
+        try:
+            return option.type_cast_value(ctx, values)
+        except click.ClickException as exc:
+            raise bad(f"is {json.dumps(value)}: {exc.message}") from None
     if isinstance(kind, click.types.BoolParamType):
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(kind, click.types.IntParamType):
@@ -148,9 +156,10 @@ def _check_out(opts: TrainOptions) -> None:
     from bilstm.models.checkpoint import CONFIG, is_checkpoint_config
 
     out = Path(opts.out)
-    inputs = {"--data": opts.data, "--dev": opts.dev, "--config": opts.config}
-    inputs |= {"--vectors": opts.vectors, "--teacher": opts.teacher, "--init-from": opts.init_from}
-    for flag, source in inputs.items():
+    inputs = [("--data", opts.data), ("--dev", opts.dev), ("--config", opts.config)]
+    inputs += [("--vectors", opts.vectors), ("--init-from", opts.init_from)]
+    inputs += [("--teacher", teacher) for teacher in opts.teacher]
+    for flag, source in inputs:
         if source is not None:
             _check_not_inside(out, flag, Path(source))
     if (out.exists() or out.is_symlink()) and not out.is_dir():
@@ -336,7 +345,7 @@ def _check_task_options(
 def _check_distill_options(opts: TrainOptions, given: dict[str, str]) -> None:
     """Distillation settings need a teacher; --init-from starts a new run from scratch."""
     for name in ("distill_temperature", "distill_weight"):
-        if name in given and opts.teacher is None:
+        if name in given and not opts.teacher:
             flag = "--" + name.replace("_", "-")
             raise InputError(
                 f"{flag}{given[name]} sets the soft-target loss of distillation; give "
@@ -352,11 +361,17 @@ def _check_distill_options(opts: TrainOptions, given: dict[str, str]) -> None:
             f"--init-from {opts.init_from} and --vectors {opts.vectors} both set the word "
             "vectors; give one (the cloze checkpoint's vectors already come with --init-from)"
         )
-    if opts.teacher is not None and _same_folder(opts.teacher, opts.out):
-        raise InputError(
-            f"--teacher {opts.teacher} is the --out folder; the student cannot overwrite its "
-            "own teacher. Give --out another folder"
-        )
+    for i, teacher in enumerate(opts.teacher):
+        if _same_folder(teacher, opts.out):
+            raise InputError(
+                f"--teacher {teacher} is the --out folder; the student cannot overwrite its "
+                "own teacher. Give --out another folder"
+            )
+        if any(_same_folder(teacher, earlier) for earlier in opts.teacher[:i]):
+            raise InputError(
+                f"--teacher {teacher} is given twice{given.get('teacher', '')}; each teacher "
+                "counts once in the ensemble's average. Drop the repeat"
+            )
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -430,14 +430,16 @@ PARAMETERS = [
     _param(
         "teacher",
         Annotated[
-            Path | None,
+            list[Path] | None,
             typer.Option(
                 exists=True,
                 file_okay=False,
                 rich_help_panel=CLASSIFY,
                 help=(
                     "Checkpoint folder of a trained classifier (same labels): the student also "
-                    "learns its temperature-softened outputs (knowledge distillation)."
+                    "learns its temperature-softened outputs (knowledge distillation). Repeat "
+                    "for an ensemble: the student learns the mean of the teachers' softened "
+                    "probabilities."
                 ),
             ),
         ],

@@ -11,7 +11,7 @@ from typing import Any
 from bilstm.models.config import TrainConfig
 from bilstm.models.tasks import TASKS, TaskInfo
 
-PATH_OPTIONS = ("data", "dev", "out", "config", "teacher", "init_from")
+PATH_OPTIONS = ("data", "dev", "out", "config", "init_from")
 
 
 @dataclass
@@ -62,8 +62,9 @@ class TrainOptions:
     debug: bool
     # classify: distillation and warm start (defaults, so code that builds options by
     # keyword without them keeps working).
-    teacher: Path | None = None
-    """Checkpoint folder of a trained classifier whose softened outputs the student learns."""
+    teacher: tuple[Path, ...] = ()
+    """Checkpoint folders of trained classifiers (--teacher, repeatable) whose softened
+    outputs, averaged, the student learns; empty without distillation."""
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
     init_from: Path | None = None
@@ -75,6 +76,7 @@ class TrainOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
+        self.teacher = tuple(Path(t) for t in self.teacher or ())
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainOptions:
@@ -136,9 +138,11 @@ def data_info(opts: TrainOptions) -> dict[str, Any]:
         "dev": Path(opts.dev).name,
         "argv": sys.argv[1:],
     }
-    if opts.teacher is not None:
+    if opts.teacher:
+        # one teacher: "checkpoint" as before ensembles; several: "checkpoints", in order
+        names = [Path(t).name for t in opts.teacher]
         info["teacher"] = {
-            "checkpoint": Path(opts.teacher).name,
+            **({"checkpoint": names[0]} if len(names) == 1 else {"checkpoints": names}),
             "temperature": opts.distill_temperature,
             "weight": opts.distill_weight,
         }

@@ -318,3 +318,39 @@ def test_ensemble_eval_recipe_scores_members_and_their_average(  # type: ignore[
     random_checkpoint("classify", save_to=tmp_path / "ab", labels=["a", "b"])
     with pytest.raises(BiLSTMError, match=r"ab: labels \['a', 'b'\] differ from those of"):
         score(data_dir / "dev.tsv", [out, tmp_path / "ab"])
+
+
+def test_several_teachers_on_the_command_line(trained, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--teacher repeats (or a list in --config); each is checked and named when at fault."""
+    teacher, ckpt = trained
+    texts = [it.text for it in read_classification(data_dir / "train.tsv")]
+    second = tmp_path / "second"
+    random_checkpoint("classify", texts=texts, save_to=second, labels=ckpt.labels)
+    data = ["--data", data_dir / "train.tsv", "--dev", data_dir / "dev.tsv", *TINY]
+    run = train(*data, "--out", tmp_path / "s", "--teacher", teacher, "--teacher", second)
+    assert run.exit_code == 0, run.stderr
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["data"]["teacher"] == {
+        "checkpoints": [teacher.name, "second"],
+        "temperature": 2.0,
+        "weight": 0.5,
+    }
+    # the same from --config, and errors that name the teacher at fault
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"teacher": [str(teacher), str(tmp_path / "missing")]}))
+    run = train(*data, "--out", tmp_path / "c", "--config", config)
+    assert run.exit_code == 2 and "'teacher'" in run.stderr and "missing" in run.stderr
+    tagger = tmp_path / "tagger"
+    random_checkpoint("tag", save_to=tagger)
+    run = train(*data, "--out", tmp_path / "t", "--teacher", teacher, "--teacher", tagger)
+    assert run.exit_code == 2 and f"--teacher {tagger}: is a tag checkpoint" in run.stderr
+    assert not (tmp_path / "t").exists()
+    run = train(*data, "--out", second, "--force", "--teacher", teacher, "--teacher", second)
+    assert run.exit_code == 2 and f"--teacher {second} is the --out folder" in run.stderr
+    run = train(*data, "--out", tmp_path / "d", "--teacher", second, "--teacher", second)
+    assert run.exit_code == 2 and "is given twice" in run.stderr
+    config.write_text(json.dumps({"teacher": [str(second)], "distill_weight": 0.9}))
+    run = train(*data, "--out", tmp_path / "one", "--config", config)
+    assert run.exit_code == 0, run.stderr
+    recorded = json.loads((tmp_path / "one" / "summary.json").read_text())["data"]["teacher"]
+    assert recorded == {"checkpoint": "second", "temperature": 2.0, "weight": 0.9}
