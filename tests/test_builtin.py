@@ -93,13 +93,17 @@ def test_shipped_table_matches_the_files_and_cards() -> None:
         assert f"`{name}`" in card, f"{facts.card} does not name {name}"
         metric, value = next(iter(facts.dev.items()))
         assert f"{value:.3f}" in card, f"{facts.card} lacks {name}'s dev {metric} {value:.3f}"
-        # the figures measured on the model it was trained or quantised from
+        # the figures measured on the model it was trained or quantised from: its training
+        # dev metrics, which are the hold-out's for a model stopped early on a hold-out
         if facts.precision == "int8":
             assert facts.fp32_dev is not None, name
             trained = model.metadata.export["parity"]["fp32_dev_metrics"]
-            reference = facts.fp32_dev
+            reference = facts.holdout or facts.fp32_dev
         else:
-            trained, reference = model.metadata.training["dev_metrics"], facts.dev
+            trained = model.metadata.training["dev_metrics"]
+            reference = facts.holdout or facts.dev
+        if facts.holdout is not None:  # and then the file says it stopped on another file
+            assert model.metadata.training["data"]["dev"] != "dev.tsv", name
         for key, value in reference.items():
             assert abs(trained[key] - value) <= 0.003, (name, key, trained[key], value)
         if facts.smaller_than is not None:
@@ -131,16 +135,18 @@ def test_aliases_and_builtin_facts(tmp_path: Path) -> None:
 
 
 def test_sentiment_fast_is_the_distilled_small_model() -> None:
-    """Half the hidden width of `sentiment`, int8, trained with a teacher; same labels."""
+    """Half the hidden width of `sentiment`, int8, distilled from the same 5 teachers."""
     fast = BiLSTM.load("sentiment-fast", device="cpu", threads=1)
     full = BiLSTM.load("sentiment", device="cpu", threads=1)
     assert fast.metadata.export["precision"] == "int8"
     assert fast.metadata.model["hidden_size"] * 2 == full.metadata.model["hidden_size"]
-    assert fast.metadata.training["data"]["teacher"]["checkpoint"] == "sentiment"
+    teachers = [f"sentiment-teacher{seed}" for seed in range(1, 6)]
+    assert fast.metadata.training["data"]["teacher"]["checkpoints"] == teachers
+    assert full.metadata.training["data"]["teacher"]["checkpoints"] == teachers
     assert fast.labels == full.labels
-    # within half a point of `sentiment` on dev (as measured when it was built)
-    fp32_dev = full.metadata.training["dev_metrics"]["accuracy"]
-    assert fast.metadata.export["parity"]["fp32_dev_metrics"]["accuracy"] >= fp32_dev - 0.005
+    # within a point of `sentiment` on the hold-out both stopped on (as measured when built)
+    fp32_holdout = full.metadata.training["dev_metrics"]["accuracy"]
+    assert fast.metadata.export["parity"]["fp32_dev_metrics"]["accuracy"] >= fp32_holdout - 0.01
     good, bad = fast.predict(
         ["A gorgeous, witty, seductive movie.", "A dull, lifeless and boring mess."]
     )
