@@ -236,7 +236,7 @@ def test_page_scores_typed_sentences_like_bilstm_run(
     status = browser.find_element(By.ID, "status")
     assert status.get_attribute("data-backend") == "wasm"
     assert status.get_attribute("data-threads") == str(cores)
-    assert "Download: sentiment 6.3 MB + pos-en 1.8 MB" in status.text
+    assert "Download: sentiment 6.0 MB + pos-en 1.8 MB" in status.text
 
     box = browser.find_element(By.ID, "input")
     box.send_keys(Keys.CONTROL, "a")
