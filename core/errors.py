@@ -41,3 +41,16 @@ class ExportError(BiLSTMError):
 
 class ParityError(ExportError):
     """The exported model disagrees with the PyTorch model beyond the tolerance."""
+
+
+class WorkerError(BiLSTMError):
+    """A `--workers` process could not start, failed on a chunk, or died."""
+
+
+class KerasImportError(InputError):
+    """A Keras model (or its vocabulary or labels file) that `bilstm import keras` cannot map
+    exactly."""
+
+
+class TuneError(BiLSTMError):
+    """`bilstm tune` could not produce a result (every trial failed, a changed resumed study)."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bilstm.core.errors import CheckpointError, InputError
+from bilstm.core.errors import CheckpointError, InputError, KerasImportError
 from bilstm.core.outpaths import same_file
 from bilstm.core.tokenizer import (
     DEFAULT_MAX_LENGTH,
@@ -75,10 +75,6 @@ NEEDS_TENSORFLOW = frozenset({"TextVectorization", "StringLookup", "IntegerLooku
 
 PARITY_SHAPES: tuple[tuple[int, int], ...] = ((6, 13), (4, 5), (1, 1), (3, 31))
 """(batch, time) of the random parity batches: ragged rows, a single step, a single row."""
-
-
-class KerasImportError(InputError):
-    """A Keras model (or its vocabulary or labels file) that this import cannot map exactly."""
 
 
 # -- reading the .keras file ---------------------------------------------------------------------

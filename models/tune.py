@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bilstm.core.atomic import atomic_path
-from bilstm.core.errors import BiLSTMError, DataError, InputError
+from bilstm.core.errors import BiLSTMError, DataError, InputError, TuneError
 from bilstm.core.outpaths import same_file
 from bilstm.models.tune_space import Space
 
@@ -62,10 +62,6 @@ FAILURES_BEFORE_GIVING_UP = 3
 means the data or options are wrong, not the hyper-parameters."""
 SPEED_ITEMS = 256
 SPEED_SECONDS = 1.0
-
-
-class TuneError(BiLSTMError):
-    """The search could not produce a result (every trial failed, a changed resumed study)."""
 
 
 @dataclass(frozen=True)

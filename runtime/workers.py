@@ -25,17 +25,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bilstm.core.errors import BiLSTMError
+from bilstm.core.errors import BiLSTMError, WorkerError
 from bilstm.runtime.model import ChunkResult
 
 POLL_S = 0.2
 """How often a waiting parent checks that its workers are alive (and a worker, its parent)."""
 STOP_GRACE_S = 5.0
 """How long workers get to exit after the end of input before they are terminated."""
-
-
-class WorkerError(BiLSTMError):
-    """A worker process could not start, failed on a chunk, or died."""
 
 
 @dataclass(frozen=True)
