@@ -103,25 +103,25 @@ class SoftTargets:
     """The teachers' logits for every training text, computed once (eval mode, no gradients).
 
     A teacher is frozen and deterministic in eval mode, so its outputs per text never change:
-    running it once before training gives exactly the targets of running it every batch.
-    `logits` is [teachers, texts, labels] (or [texts, labels] for a single teacher).
+    running it once before training gives exactly the targets of running it every batch, and
+    the averaged soft targets are computed once here as well. `logits` is [teachers, texts,
+    labels] (or [texts, labels] for a single teacher).
+
+    The arithmetic mean of the probabilities (not of the log-probabilities) is the ensemble
+    whose accuracy is measured (`ensemble_eval.py` averages the same way), and where the
+    teachers disagree it keeps that disagreement as a softer target; a mean of logits lets one
+    over-confident teacher outvote the others. With one teacher the mean over a single row is
+    that row, bit for bit: the loss is the one-teacher loss.
     """
 
     def __init__(self, logits: torch.Tensor, temperature: float, weight: float) -> None:
-        self.logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
+        logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
+        self.probabilities = torch.softmax(logits / temperature, dim=-1).mean(0)
         self.temperature, self.weight = temperature, weight
 
     def targets(self, batch: list[int], device: torch.device) -> torch.Tensor:
-        """The soft targets of `batch`: the teachers' temperature-T probabilities, averaged.
-
-        The arithmetic mean of the probabilities (not of the log-probabilities) is the
-        ensemble whose accuracy is measured (`ensemble_eval.py` averages the same way), and
-        where the teachers disagree it keeps that disagreement as a softer target; a mean of
-        logits lets one over-confident teacher outvote the others. With one teacher the
-        mean over a single row is that row, bit for bit: the loss is the one-teacher loss.
-        """
-        t = self.temperature
-        return torch.softmax(self.logits[:, batch].to(device) / t, dim=-1).mean(0)
+        """The soft targets of `batch`: the teachers' temperature-T probabilities, averaged."""
+        return self.probabilities[batch].to(device)
 
     def mix(self, hard: torch.Tensor, student: torch.Tensor, batch: list[int]) -> torch.Tensor:
         """Hinton et al. (2015): (1 - a) * CE(labels) + a * T^2 * KL(teacher_T || student_T).
