@@ -53,7 +53,7 @@ class TextEncoder:
         """Vocabulary ids of tokens as written (normalised first, as `Tokenizer.normalize`)."""
         # One comprehension, no call per token: this runs for every token scored, and calling
         # `normalize` through a generator made it 1.6x slower (benchmarks/findings.md, section 1).
-        get = self.vocabulary._ids.get
+        get = self.vocabulary.index.get
         if self.tokenizer.config.lowercase:
             return [get(t.lower(), UNK_ID) for t in tokens]
         return [get(t, UNK_ID) for t in tokens]
@@ -67,7 +67,7 @@ class TextEncoder:
         flat: Sequence[str] = list(chain.from_iterable(token_lists))
         if not keys and self.tokenizer.config.lowercase:
             flat = [t.lower() for t in flat]
-        get = self.vocabulary._ids.get
+        get = self.vocabulary.index.get
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         ids = np.fromiter(map(get, flat, repeat(UNK_ID)), dtype=np.int64, count=len(flat))
         return PackedIds(ids, lengths)
@@ -106,14 +106,14 @@ class TextEncoder:
         """The vocabulary's ids with "\n" (which no token holds) as -1: the separator of
         `Tokenizer.keys_joined`. Built once per encoder."""
         if self._separated is None:
-            self._separated = {**self.vocabulary._ids, "\n": -1}
+            self._separated = {**self.vocabulary.index, "\n": -1}
         return self._separated
 
     def char_ids(self, tokens: Sequence[str], width: int) -> np.ndarray:
         """[width, max_word_length] int64 character ids of tokens (case kept), zero-padded."""
         assert self.chars is not None
         out = np.full((width, self.max_word_length), PAD_ID, dtype=np.int64)
-        get = self.chars._ids.get
+        get = self.chars.index.get
         for i, token in enumerate(tokens[:width]):
             ids = [get(c, UNK_ID) for c in token[: self.max_word_length]]
             out[i, : len(ids)] = ids

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -46,6 +46,15 @@ class Vocabulary:
         if max_size is not None:
             ranked = ranked[: max(0, max_size - 2)]
         return cls([PAD, UNK, *ranked])
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Token -> id for the tokens in the vocabulary (read only; unknown tokens are absent).
+
+        Hot loops bind `vocabulary.index.get` once and look ids up in C; `encode` and
+        `id_of` are the per-call forms.
+        """
+        return self._ids
 
     def __len__(self) -> int:
         return len(self.tokens)

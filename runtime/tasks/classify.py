@@ -185,7 +185,7 @@ class Classifier(TextModel):
         if not keys:
             empty = np.zeros((1, len(self.labels)), dtype=np.float32)
             return _Scores(empty, np.zeros(1, dtype=bool), [0], [False])
-        get = self.encoder.vocabulary._ids.get
+        get = self.encoder.vocabulary.index.get
         ids = np.array([[get(k, UNK_ID) for k in keys]], dtype=np.int64)
         feeds = {md.INPUT_IDS: ids, md.LENGTHS: np.array([len(keys)], dtype=np.int64)}
         result = self.run(feeds, [md.PROBABILITIES])[md.PROBABILITIES]
