@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from bilstm.core.metrics import classification_metrics
 from bilstm.core.tokenizer import Tokenizer, TokenizerConfig
 from bilstm.core.vocab import UNK_ID, Vocabulary
 from bilstm.models import options, skeleton
+from bilstm.models.augment import MASK, Augmentation, Synthetic, synthesize
 from bilstm.models.checkpoint import Checkpoint, load_checkpoint
 from bilstm.models.config import ModelConfig, TrainConfig
 from bilstm.models.network import BiLSTMClassifier, BiLSTMCloze
@@ -28,6 +30,11 @@ from bilstm.models.skeleton import Prepared
 from bilstm.models.training import apply_vectors
 
 NUM_EXAMPLES = 64
+
+NO_LABEL = -100
+"""The label index of a synthetic training text (`--distill-augment`): it has no gold label,
+so the cross-entropy skips it (CrossEntropyLoss's default ignore_index) and only the teachers'
+soft targets teach it."""
 
 
 class ClassifySpec:
@@ -48,7 +55,7 @@ class ClassifySpec:
     ) -> None:
         self.ids, self.labels, self.names = ids, labels, names
         self.batch_size, self.device = batch_size, device
-        self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=NO_LABEL)
         self.soft = soft
 
     def lengths(self, split: str) -> list[int]:
@@ -63,7 +70,13 @@ class ClassifySpec:
     ) -> torch.Tensor:
         target = torch.tensor([self.labels[split][i] for i in batch], device=self.device)
         logits = self._forward(model, split, batch)
-        hard = self.loss_fn(logits, target)
+        if (target == NO_LABEL).all():
+            # a batch of synthetic texts only: no labels, so no cross-entropy (its mean over
+            # no rows would be 0/0); the soft targets below are the whole loss
+            hard = logits.new_zeros(())
+        else:
+            # the mean over the batch's labelled texts: synthetic ones are skipped (NO_LABEL)
+            hard = self.loss_fn(logits, target)
         if self.soft is None or split != "train":
             return hard  # type: ignore[no-any-return]
         return self.soft.mix(hard, logits, batch)
@@ -91,12 +104,19 @@ class Distillation:
     """Softmax temperature T for both sides of the soft-target loss."""
     weight: float = 0.5
     """Share `a` of the soft-target loss: (1 - a) * cross-entropy + a * T^2 * KL."""
+    augment: Augmentation | None = None
+    """Synthetic texts for the teachers to label as well (`--distill-augment`); None or 0
+    copies: the training texts only."""
 
     def __post_init__(self) -> None:
         if isinstance(self.teachers, str | Path):  # one folder given alone
             object.__setattr__(self, "teachers", (Path(self.teachers),))
         if not self.teachers:
             raise InputError("distillation needs at least one teacher checkpoint folder")
+
+    def synthetic(self, tokens: Sequence[Sequence[str]]) -> list[Synthetic]:
+        """The synthetic texts made from the training texts' `tokens` (none without augment)."""
+        return synthesize(tokens, self.augment) if self.augment is not None else []
 
 
 class SoftTargets:
@@ -137,17 +157,25 @@ class SoftTargets:
 
 
 def teacher_logits(
-    distill: Distillation, labels: list[str], texts: Sequence[str], batch_size: int
+    distill: Distillation,
+    labels: list[str],
+    texts: Sequence[str],
+    batch_size: int,
+    synthetic: Sequence[Sequence[str]] = (),
 ) -> torch.Tensor:
     """Every teacher's logits [teachers, texts, labels], columns in the student's label order.
 
     Each teacher is checked (a classifier with the student's labels) before any is run;
     errors name the --teacher at fault. A teacher reads each text with its own tokenizer and
     vocabulary, so teachers may differ from the student and from each other in every
-    setting but their labels.
+    setting but their labels. `synthetic` token sequences (`--distill-augment`) follow the
+    texts as further rows: a teacher reads each token with its tokenizer (so its lower-casing
+    applies) and a masked token as its unknown word.
     """
     teachers = [_load_teacher(path, labels) for path in distill.teachers]
-    return torch.stack([_logits(teacher, labels, texts, batch_size) for teacher in teachers])
+    return torch.stack(
+        [_logits(teacher, labels, texts, batch_size, synthetic) for teacher in teachers]
+    )
 
 
 def _load_teacher(path: Path, labels: list[str]) -> Checkpoint:
@@ -168,12 +196,18 @@ def _load_teacher(path: Path, labels: list[str]) -> Checkpoint:
 
 
 def _logits(
-    teacher: Checkpoint, labels: list[str], texts: Sequence[str], batch_size: int
+    teacher: Checkpoint,
+    labels: list[str],
+    texts: Sequence[str],
+    batch_size: int,
+    synthetic: Sequence[Sequence[str]] = (),
 ) -> torch.Tensor:
-    """One teacher's eval-mode logits [texts, labels] in the student's label order."""
+    """One teacher's eval-mode logits [texts + synthetic, labels] in the student's label order."""
     assert teacher.tokenizer is not None and teacher.vocabulary is not None
     tok, vocab = Tokenizer(teacher.tokenizer), teacher.vocabulary
     ids = [vocab.encode(tok.tokenize(t)) or [UNK_ID] for t in texts]
+    if synthetic:
+        ids += _synthetic_ids(tok, vocab, synthetic)
     out = torch.empty(len(ids), len(labels))
     model = teacher.model.eval()
     with torch.inference_mode():
@@ -182,6 +216,28 @@ def _logits(
             out[batch] = model(torch.from_numpy(padded), torch.from_numpy(lens)).float()
     order = [teacher.labels.index(lab) for lab in labels]
     return out[:, order].clone()
+
+
+def _synthetic_ids(
+    tok: Tokenizer, vocab: Vocabulary, synthetic: Sequence[Sequence[str]]
+) -> list[list[int]]:
+    """Ids of token sequences (another model's tokens) under `tok` and `vocab`.
+
+    Each distinct token is tokenized once (memo): the synthetic set repeats the training
+    vocabulary many times over. A masked token is the unknown word; the sequence is cut at
+    this tokenizer's max_length.
+    """
+    memo: dict[str, list[int]] = {MASK: [UNK_ID]}
+    limit = tok.config.max_length
+    ids = []
+    for tokens in synthetic:
+        row: list[int] = []
+        for token in tokens:
+            if token not in memo:
+                memo[token] = vocab.encode(tok.tokenize(token))
+            row += memo[token]
+        ids.append(row[:limit] or [UNK_ID])
+    return ids
 
 
 INIT_FIELDS = ("embedding_dim", "hidden_size", "num_layers", "cell", "proj_size", "merge")
@@ -293,19 +349,31 @@ class ClassifyTrainer:
             labels, {"training": self.train_items, "dev": self.dev_items}, self.paths, resume
         )
         index = {lab: i for i, lab in enumerate(labels)}
+        tokens = {name: [tok.tokenize(it.text) for it in items] for name, items in splits.items()}
         # A text with no tokens cannot go through a packed RNN (length 0). In training it is
         # seen as a single <unk>; at inference such a text gets no label at all.
-        ids = {
-            name: [vocab.encode(tok.tokenize(it.text)) or [UNK_ID] for it in items]
-            for name, items in splits.items()
-        }
+        ids = {name: [vocab.encode(t) or [UNK_ID] for t in rows] for name, rows in tokens.items()}
         gold = {name: [index[it.label] for it in items] for name, items in splits.items()}
+        # class weights come from the labelled texts only (synthetic ones have no label)
         weight = _class_weights(gold["train"], len(labels), device) if cfg.class_weights else None
-        soft = None
+        soft, extra = None, ""
         if self.distill is not None:
             texts = [it.text for it in self.train_items]
-            logits = teacher_logits(self.distill, labels, texts, cfg.batch_size)
+            synthetic = [toks for _, toks in self.distill.synthetic(tokens["train"])]
+            started = time.perf_counter()
+            logits = teacher_logits(self.distill, labels, texts, cfg.batch_size, synthetic)
             soft = SoftTargets(logits.to(device), self.distill.temperature, self.distill.weight)
+            if self.distill.augment is not None and self.distill.augment.copies:
+                # synthetic texts follow the training texts: row i of the soft targets is
+                # item i of the training split
+                ids["train"] += [vocab.encode(t) for t in synthetic]
+                gold["train"] += [NO_LABEL] * len(synthetic)
+                extra = (
+                    f", plus {len(synthetic)} synthetic texts labelled by the teachers "
+                    f"({len(texts) + len(synthetic)} texts scored by "
+                    f"{len(self.distill.teachers)} teacher(s) in "
+                    f"{time.perf_counter() - started:.0f}s)"
+                )
         return Prepared(
             spec=ClassifySpec(ids, gold, labels, cfg.batch_size, device, weight, soft),
             base=base,
@@ -313,7 +381,7 @@ class ClassifyTrainer:
             dev_examples=len(self.dev_items),
             description=(
                 f"train {len(self.train_items)} texts, dev {len(self.dev_items)}, vocabulary "
-                f"{len(vocab)}, labels {labels}"
+                f"{len(vocab)}, labels {labels}{extra}"
             ),
         )
 
@@ -374,7 +442,16 @@ def train_from_options(
     read = datasets.read_classification
     distill = None
     if opts.teacher:
-        distill = Distillation(opts.teacher, opts.distill_temperature, opts.distill_weight)
+        augment = None
+        if opts.distill_augment:
+            augment = Augmentation(
+                opts.distill_augment,
+                mask=opts.augment_mask,
+                swap=opts.augment_swap,
+                ngram=opts.augment_ngram,
+                seed=opts.seed,
+            )
+        distill = Distillation(opts.teacher, opts.distill_temperature, opts.distill_weight, augment)
     return train_classifier(
         read(opts.data, opts.skip_bad_lines),
         read(opts.dev, opts.skip_bad_lines),

@@ -20,6 +20,7 @@ import typer
 
 from bilstm.core.errors import BiLSTMError, CheckpointError, DataError, InputError
 from bilstm.core.outpaths import same_file
+from bilstm.models.augment import Augmentation
 from bilstm.models.cli_options import with_parameters
 from bilstm.models.options import TrainOptions
 from bilstm.models.tasks import only_for
@@ -343,13 +344,28 @@ def _check_task_options(
 
 
 def _check_distill_options(opts: TrainOptions, given: dict[str, str]) -> None:
-    """Distillation settings need a teacher; --init-from starts a new run from scratch."""
+    """Distillation settings need a teacher (augmentation settings a --distill-augment);
+    --init-from starts a new run from scratch."""
     for name in ("distill_temperature", "distill_weight"):
         if name in given and not opts.teacher:
             flag = "--" + name.replace("_", "-")
             raise InputError(
                 f"{flag}{given[name]} sets the soft-target loss of distillation; give "
                 "--teacher CHECKPOINT too, or drop it"
+            )
+    # the counts and probabilities are checked now, before any data or teacher is read
+    Augmentation(opts.distill_augment, opts.augment_mask, opts.augment_swap, opts.augment_ngram)
+    if opts.distill_augment and not opts.teacher:
+        raise InputError(
+            f"--distill-augment {opts.distill_augment}{given.get('distill_augment', '')} makes "
+            "synthetic texts for teachers to label; give --teacher CHECKPOINT too, or drop it"
+        )
+    for name in ("augment_mask", "augment_swap", "augment_ngram"):
+        if name in given and not opts.distill_augment:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(
+                f"{flag}{given[name]} shapes the synthetic texts of --distill-augment; give "
+                "--distill-augment N (N > 0) too, or drop it"
             )
     if opts.init_from is not None and opts.resume:
         raise InputError(

@@ -475,6 +475,71 @@ PARAMETERS = [
         0.5,
     ),
     _param(
+        "distill_augment",
+        Annotated[
+            int,
+            typer.Option(
+                metavar="N",
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "With --teacher: also make N synthetic copies of each training text "
+                    "(tokens masked, swapped, cut to an n-gram; Tang et al. 2019) for the "
+                    "teachers to label once; the student learns their soft targets. 0 to 100; "
+                    "teacher scoring, memory and each epoch grow N+1 times."
+                ),
+            ),
+        ],
+        0,
+    ),
+    _param(
+        "augment_mask",
+        Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Per token of a synthetic copy: chance of the unknown word "
+                    "(with --distill-augment)."
+                ),
+            ),
+        ],
+        0.1,
+    ),
+    _param(
+        "augment_swap",
+        Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Per token of a synthetic copy: chance of another training word of its "
+                    "kind (with --distill-augment)."
+                ),
+            ),
+        ],
+        0.1,
+    ),
+    _param(
+        "augment_ngram",
+        Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                rich_help_panel=CLASSIFY,
+                help=(
+                    "Per synthetic copy: chance of keeping only a random 1- to 5-gram of it "
+                    "(with --distill-augment)."
+                ),
+            ),
+        ],
+        0.25,
+    ),
+    _param(
         "init_from",
         Annotated[
             Path | None,

@@ -67,6 +67,12 @@ class TrainOptions:
     outputs, averaged, the student learns; empty without distillation."""
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
+    distill_augment: int = 0
+    """Synthetic copies per training text for the teachers to label (--distill-augment);
+    0: none."""
+    augment_mask: float = 0.1
+    augment_swap: float = 0.1
+    augment_ngram: float = 0.25
     init_from: Path | None = None
     """Cloze checkpoint folder whose embedding and recurrent layers start a new run."""
 
@@ -146,6 +152,14 @@ def data_info(opts: TrainOptions) -> dict[str, Any]:
             "temperature": opts.distill_temperature,
             "weight": opts.distill_weight,
         }
+        if opts.distill_augment:  # recorded only when used: without it the record is as before
+            info["teacher"]["augment"] = {
+                "copies": opts.distill_augment,
+                "mask": opts.augment_mask,
+                "swap": opts.augment_swap,
+                "ngram": opts.augment_ngram,
+                "seed": opts.seed,
+            }
     if opts.init_from is not None:
         info["init_from"] = Path(opts.init_from).name
     return info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -354,3 +355,216 @@ def test_several_teachers_on_the_command_line(trained, data_dir: Path, tmp_path:
     assert run.exit_code == 0, run.stderr
     recorded = json.loads((tmp_path / "one" / "summary.json").read_text())["data"]["teacher"]
     assert recorded == {"checkpoint": "second", "temperature": 2.0, "weight": 0.9}
+
+
+# --distill-augment: synthetic texts for the teachers to label (models/augment.py)
+
+from bilstm.core.tokenizer import Tokenizer  # noqa: E402
+from bilstm.core.vocab import UNK_ID, Vocabulary  # noqa: E402
+from bilstm.models.augment import MASK, Augmentation, synthesize  # noqa: E402
+from bilstm.models.classify import NO_LABEL, ClassifySpec, _synthetic_ids  # noqa: E402
+
+AUG_TEXTS = [
+    "a great , moving film .".split(),
+    "dull and far too long".split(),
+    ["ok"],
+    [],
+    "the cast is fine but the plot is thin !".split(),
+]
+
+
+def test_synthetic_texts_are_deterministic_for_a_seed() -> None:
+    aug = Augmentation(6, seed=7)
+    first = synthesize(AUG_TEXTS, aug)
+    assert first == synthesize(AUG_TEXTS, Augmentation(6, seed=7))
+    assert first != synthesize(AUG_TEXTS, Augmentation(6, seed=8))
+    # pinned: the draws do not depend on hash seeds or dict order (Python's random is stable)
+    assert first[:2] == [
+        (0, ("a", "moving", MASK, "moving", "film", MASK)),
+        (0, ("film", ".")),
+    ]
+    words = {t for text in AUG_TEXTS for t in text}
+    for index, tokens in first:
+        source = AUG_TEXTS[index]
+        assert tokens and tuple(tokens) != tuple(source)
+        assert set(tokens) <= words | {MASK}
+        # swapped tokens keep their kind: punctuation stays punctuation
+        if len(tokens) == len(source):
+            for new, old in zip(tokens, source, strict=True):
+                if new != MASK:
+                    assert new.isalnum() == old.isalnum()
+    per_text = [sum(1 for i, _ in first if i == k) for k in range(len(AUG_TEXTS))]
+    assert all(n <= 6 for n in per_text) and per_text[3] == 0  # an empty text gives none
+    assert len(set(first)) == len(first)  # duplicates dropped
+    assert synthesize(AUG_TEXTS, Augmentation(0)) == []
+
+
+def test_each_rule_of_the_synthesis() -> None:
+    # nothing may change: every copy equals its text and is dropped
+    assert synthesize(AUG_TEXTS, Augmentation(5, mask=0, swap=0, ngram=0)) == []
+    # every token masked: one all-unknown copy per non-empty text (the rest are repeats)
+    masked = synthesize(AUG_TEXTS, Augmentation(5, mask=1, swap=0, ngram=0))
+    assert masked == [(i, (MASK,) * len(t)) for i, t in enumerate(AUG_TEXTS) if t]
+    # always an n-gram: contiguous pieces of the text, 1 to 5 tokens
+    grams = synthesize(AUG_TEXTS, Augmentation(20, mask=0, swap=0, ngram=1, seed=3))
+    assert {len(t) for _, t in grams} == {1, 2, 3, 4, 5}
+    for index, tokens in grams:
+        source, n = AUG_TEXTS[index], len(tokens)
+        assert any(tuple(source[s : s + n]) == tokens for s in range(len(source)))
+    # always swapped: the same length, words drawn from the training words
+    swapped = synthesize(AUG_TEXTS, Augmentation(3, mask=0, swap=1, ngram=0, seed=1))
+    assert all(len(t) == len(AUG_TEXTS[i]) and MASK not in t for i, t in swapped)
+
+
+def test_augmentation_settings_are_checked() -> None:
+    with pytest.raises(InputError, match=r"--distill-augment -1: .* 0 \(none\) to 100"):
+        Augmentation(-1)
+    with pytest.raises(InputError, match="--distill-augment 101"):
+        Augmentation(101)
+    with pytest.raises(InputError, match="whole number"):
+        Augmentation(2.5)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"--augment-ngram 1.5: a probability"):
+        Augmentation(3, ngram=1.5)
+    with pytest.raises(InputError, match=r"--augment-mask 0.6 \+ --augment-swap 0.6 is over 1"):
+        Augmentation(3, mask=0.6, swap=0.6)
+
+
+def test_a_teacher_reads_synthetic_tokens_with_its_own_tokenizer() -> None:
+    vocab = Vocabulary(["<pad>", "<unk>", "great", "film", "."])
+    tok = Tokenizer(TokenizerConfig(lowercase=True, max_length=3))
+    rows = _synthetic_ids(tok, vocab, [("Great", MASK, "film"), ("great", "film", ".", "x")])
+    assert rows == [[2, UNK_ID, 3], [2, 3, 4]]  # lower-cased; masked = unknown; cut at 3
+    assert _synthetic_ids(tok, vocab, [("?!",)]) == [[UNK_ID, UNK_ID]]  # its own tokens
+
+
+def test_the_hard_term_skips_synthetic_texts() -> None:
+    """Cross-entropy over the labelled rows of a batch only; none in it: the soft term alone."""
+    ids = {"train": [[2, 3], [3], [2], [3, 2]], "dev": [[2]]}
+    labels = {"train": [0, 1, NO_LABEL, NO_LABEL], "dev": [0]}
+    teacher = torch.tensor([[1.0, -1.0], [0.0, 2.0], [3.0, 0.0], [-1.0, 1.0]])
+    soft = SoftTargets(teacher, temperature=2.0, weight=0.75)
+    spec = ClassifySpec(ids, labels, ["neg", "pos"], 4, torch.device("cpu"), None, soft)
+    from bilstm.models.config import ModelConfig
+    from bilstm.models.network import BiLSTMClassifier
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=4, num_labels=2, embedding_dim=4, hidden_size=3)
+    model = BiLSTMClassifier(cfg).eval()
+    rng = random.Random(0)
+
+    def parts(batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = spec._forward(model, "train", batch)
+        kl = torch.nn.functional.kl_div(
+            torch.log_softmax(logits / 2, -1),
+            soft.targets(batch, logits.device),
+            reduction="batchmean",
+        )
+        return logits, kl
+
+    with torch.no_grad():
+        logits, kl = parts([0, 1, 2, 3])
+        ce = torch.nn.functional.cross_entropy(logits[:2], torch.tensor([0, 1]))
+        got = spec.loss(model, "train", [0, 1, 2, 3], rng)
+        assert got.item() == pytest.approx((0.25 * ce + 0.75 * 4 * kl).item(), rel=1e-6)
+        _, kl = parts([2, 3])
+        assert spec.loss(model, "train", [2, 3], rng).item() == pytest.approx(
+            (0.75 * 4 * kl).item(), rel=1e-6
+        )
+
+
+def _distilled(trained, data_dir: Path, tmp_path: Path, name: str, augment: Augmentation | None):  # type: ignore[no-untyped-def]
+    from bilstm.models.classify import train_classifier
+
+    teacher, _ = trained
+    return train_classifier(
+        read_classification(data_dir / "train.tsv"),
+        read_classification(data_dir / "dev.tsv"),
+        tmp_path / name,
+        model_cfg={"embedding_dim": 6, "hidden_size": 4, "num_layers": 1},
+        train_cfg=TrainConfig(epochs=2, batch_size=16, seed=5),
+        tokenizer_cfg=TokenizerConfig(max_length=20),
+        data_info={},
+        distill=Distillation(teacher, 2.0, 0.5, augment),
+    )
+
+
+def test_no_copies_changes_nothing_bit_for_bit(trained, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plain = _distilled(trained, data_dir, tmp_path, "plain", None)
+    zero = _distilled(trained, data_dir, tmp_path, "zero", Augmentation(0, seed=5))
+
+    def history(name: str) -> list[dict[str, object]]:
+        rows = (tmp_path / name / "history.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in rows]
+
+    assert history("plain") == history("zero") and len(history("plain")) == 2
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(value, zero.model.state_dict()[name]), name
+
+
+def test_the_student_learns_the_synthetic_texts(  # type: ignore[no-untyped-def]
+    trained, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synthetic texts follow the training texts in the student's batches, each with the
+    teachers' soft target of its own tokens and no label."""
+    teacher, _ = trained
+    items = read_classification(data_dir / "train.tsv")
+    seen: list[int] = []
+    specs: list[ClassifySpec] = []
+    loss = ClassifySpec.loss
+
+    def spy(self, model, split, batch, rng):  # type: ignore[no-untyped-def]
+        specs.append(self)
+        seen.extend(batch)
+        return loss(self, model, split, batch, rng)
+
+    monkeypatch.setattr(ClassifySpec, "loss", spy)
+    aug = Augmentation(3, seed=5)
+    ckpt = _distilled(trained, data_dir, tmp_path, "aug", aug)
+    spec = specs[0]
+    tok = Tokenizer(TokenizerConfig(max_length=20))
+    synthetic = synthesize([tok.tokenize(it.text) for it in items], aug)
+    real = len(items)
+    assert len(synthetic) > 2 * real  # most copies survive the duplicate check
+    assert len(spec.ids["train"]) == real + len(synthetic)
+    assert spec.labels["train"][real:] == [NO_LABEL] * len(synthetic)
+    assert ckpt.vocabulary is not None
+    assert spec.ids["train"][real + 5] == ckpt.vocabulary.encode(synthetic[5][1])
+    # every text, real and synthetic, is in each epoch's batches
+    assert sorted(seen) == sorted(list(range(real + len(synthetic))) * 2)
+    # the soft target of a synthetic row is the teacher's output on those tokens
+    tokens = [list(t) for _, t in synthetic[:3]]
+    want = teacher_logits(Distillation(teacher), ckpt.labels, [], 16, tokens)[0]
+    assert spec.soft is not None
+    got = spec.soft.targets([real, real + 1, real + 2], torch.device("cpu"))
+    assert torch.allclose(got, torch.softmax(want / 2.0, -1), atol=1e-6)
+
+
+def test_distill_augment_on_the_command_line(trained, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    teacher, _ = trained
+    data = ["--data", data_dir / "train.tsv", "--dev", data_dir / "dev.tsv", *TINY]
+    run = train(*data, "--out", tmp_path / "a", "--teacher", teacher, "--distill-augment", "2",
+                "--augment-ngram", "0.5")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert "synthetic texts labelled by the teachers" in run.stderr
+    recorded = json.loads((tmp_path / "a" / "summary.json").read_text())["data"]["teacher"]
+    assert recorded["augment"] == {"copies": 2, "mask": 0.1, "swap": 0.1, "ngram": 0.5, "seed": 13}
+    # 0 (the default) is no augmentation, and the record is as before
+    run = train(*data, "--out", tmp_path / "z", "--teacher", teacher, "--distill-augment", "0")
+    assert run.exit_code == 0, run.stderr
+    assert "synthetic" not in run.stderr
+    recorded = json.loads((tmp_path / "z" / "summary.json").read_text())["data"]["teacher"]
+    assert "augment" not in recorded
+    # nonsense is refused before any data is read, and nothing is written
+    mix = ["--augment-mask", "0.7", "--augment-swap", "0.7"]
+    for args, says in [
+        (["--teacher", teacher, "--distill-augment", "-1"], "0 (none) to 100"),
+        (["--distill-augment", "3"], "give --teacher CHECKPOINT too"),
+        (["--teacher", teacher, "--augment-mask", "0.2"], "give --distill-augment N"),
+        (["--teacher", teacher, "--distill-augment", "3", *mix], "is over 1"),
+    ]:
+        run = train(*data, "--out", tmp_path / "bad", *args)
+        assert run.exit_code == 2 and says in run.stderr, (args, run.stderr)
+        assert not (tmp_path / "bad").exists()
+    cloze = ["--data", data_dir / "train.tsv", "--dev", data_dir / "dev.tsv"]
+    run = bilstm("train", "cloze", *cloze, "--out", tmp_path / "c", "--distill-augment", "2")
+    assert run.exit_code == 2 and "--distill-augment applies to classify" in run.stderr
