@@ -8,6 +8,22 @@ import pytest
 from helpers.data import make_sentiment_tsv
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `--dist loadfile` hands out the files with the most tests first (xdist's
+    # loadscopereorder), which leaves the slow files of few tests (Ray, Spark, torchrun,
+    # Node, the tutorial) to the end, where one worker runs them while the other idles.
+    # Hand files out in collection order instead, which the hook below makes slow-first.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a `slow` test run first (longest job first packs two workers best); the
+    order is otherwise unchanged, so a file's tests stay together and in order."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("data")
