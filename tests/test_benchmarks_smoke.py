@@ -158,3 +158,13 @@ def test_roofline_flops_formula() -> None:
     item = roofline.flops_per_item(dims, tokens_avg=10.0)
     assert item["flops_per_item"] == 10.0 * 524288 + 2 * 256 * 2
     assert roofline.limit_items_per_s(100.0, 1e6) == 1e5
+
+
+def test_suite_speed_matches_test_functions_and_reads_pytest_counts() -> None:
+    """benchmarks/suite_speed.py (not smoke-run here: it runs pytest twice) pairs test
+    functions across checkouts by name, parametrisation dropped, and reads pytest's summary."""
+    m = importlib.import_module("benchmarks.suite_speed")
+    ids = ["tests/a.py::t[1-x]", "tests/a.py::t[2]", "tests/b.py::u", "5 tests collected in 1s"]
+    assert m.functions(ids) == ["tests/a.py::t", "tests/b.py::u"]
+    line = "1 failed, 256 passed, 22 skipped, 1 error, 22 warnings in 57.17s (0:00:57)"
+    assert m.counts(line) == {"failed": 1, "passed": 256, "skipped": 22, "error": 1}
