@@ -13,7 +13,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import random
 import re
 import shlex
 import subprocess
@@ -24,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import data
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -366,25 +367,11 @@ def write_lines(texts: Sequence[str], path: Path, count: int | None = None) -> P
     return path
 
 
-POSITIVE = ["good", "great", "fun", "lovely", "superb", "warm"]
-NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "cold"]
-FILLER = ["the", "movie", "film", "plot", "was", "very", "a", "and", "story", "cast"]
-
-
 def make_sentiment_tsv(path: Path, n: int, seed: int, max_words: int = 14) -> Path:
-    """Synthetic ragged label<TAB>text data where one sentiment word decides the label
-    (also the test suite's data, with shorter texts)."""
-    rng = random.Random(seed)
-    lines = ["label\ttext"]
-    for _ in range(n):
-        label = rng.choice(["pos", "neg"])
-        words = rng.choices(FILLER, k=rng.randint(1, max_words))
-        words.insert(
-            rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-        )
-        lines.append(f"{label}\t{' '.join(words).capitalize()}.")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """Synthetic ragged label<TAB>text data where one sentiment word decides the label: the
+    test suite's generator (tests/helpers/data.py; tests never import benchmarks, so the one
+    copy lives there), with longer texts by default."""
+    return data.make_sentiment_tsv(path, n, seed, max_words)
 
 
 @dataclass

@@ -25,10 +25,7 @@ is absent), the single text is the first of them. Needs selenium, Chromium and c
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,21 +34,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks import _common as c
+from tests.helpers import browser
 
 NAME = "web"
 WEB = c.REPO / "examples" / "web"
 MODELS = {"sentiment": "sentiment", "pos": "pos-en"}  # page name -> built-in model
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 
 def _texts(path: Path | None, count: int) -> tuple[list[str], str]:
@@ -65,21 +52,10 @@ def _texts(path: Path | None, count: int) -> tuple[list[str], str]:
 
 
 def _driver() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = os.environ.get("BILSTM_CHROMIUM") or shutil.which("chromium")
-    driver_path = os.environ.get("BILSTM_CHROMEDRIVER") or shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        raise SystemExit(
-            "needs Chromium and chromedriver (apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='bilstm-chromium-')}")
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    found = browser.binaries()
+    if found is None:
+        raise SystemExit(f"needs selenium, Chromium and chromedriver: {browser.MISSING}")
+    driver = browser.chromium(*found)
     driver.set_script_timeout(600)
     return driver
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import browser as browser_helpers
 from typer.testing import CliRunner
 
 from bilstm.runtime.cli import _make_apps
@@ -39,18 +39,6 @@ SENTENCES = [
 # (confidences differ by up to about 0.01), so a near tie may get another tag in the browser.
 # These sentences have no near tie: every tag's confidence in bilstm-run is at least this.
 CLEAR_TAG_CONFIDENCE = 0.7
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1000,1400",
-]
 PAGE_TIMEOUT = 90.0  # seconds for the page to load both models (a loaded 2-core CI machine)
 
 
@@ -124,12 +112,6 @@ def test_make_models_rebuilds_the_shipped_tagger(
 # -- the page in Chromium ---------------------------------------------------------------------
 
 
-def _binary(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    return next((p for p in map(shutil.which, names) if p), None)
-
-
 @pytest.fixture(scope="module")
 def web_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/web with onnxruntime-web installed (in place, or a temporary copy)."""
@@ -161,21 +143,12 @@ def web_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium through the system chromedriver, fresh profile, console log kept."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _binary("BILSTM_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-    driver_path = _binary("BILSTM_CHROMEDRIVER", "chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("no browser: install Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(dir=tmp_path_factory.mktemp("chromium"))
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    found = browser_helpers.binaries()
+    if found is None:
+        pytest.skip(browser_helpers.MISSING)
+    profile = Path(tempfile.mkdtemp(dir=tmp_path_factory.mktemp("chromium")))
+    driver = browser_helpers.chromium(*found, profile=profile)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(120)
     try:

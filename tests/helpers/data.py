@@ -1,5 +1,5 @@
-"""Synthetic data for the tests (copied from benchmarks/_common.py: tests never import
-`benchmarks`, whose scripts may change for their own reasons)."""
+"""Synthetic data for the tests, and for the benchmarks, which import it from here (tests never
+import `benchmarks`, whose scripts may change for their own reasons)."""
 
 from __future__ import annotations
 
