@@ -28,7 +28,8 @@ done
 # each teacher and their probability average, on the hold-out (what the choices were made on)
 python "$here/ensemble_eval.py" "$val" "$out"/sentiment-teacher{1,2,3,4,5}
 # the student: learns the mean of the 5 teachers' temperature-4 probabilities (weight 0.9)
-# and the labels (weight 0.1); sentiment-fast.sh distils the same teachers into hidden 64.
+# and the labels (weight 0.1); sentiment-fast.sh distils the same teachers into hidden 64,
+# with 10 synthetic copies of each training text for them to label (--distill-augment 10).
 bilstm train classify --data "$fit" --dev "$val" --out "$out/sentiment" --force \
   "${common[@]}" --epochs 30 --seed 13 "${teachers[@]}" \
   --distill-temperature 4 --distill-weight 0.9
