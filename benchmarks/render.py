@@ -140,7 +140,8 @@ def throughput_targets(r: dict[str, Any], summary: list[list[Any]]) -> None:
         summary.append(
             [
                 f"target: `{key.removeprefix('runtime:')}` vs fair PyTorch, {label} file, "
-                f"{r['threads']} thread(s), {what}, items/s{extra}",
+                f"{r['threads']} thread(s), {what}, items/s{extra} "
+                f"(run of {r['machine']['date'][:16].replace('T', ' ')} UTC)",
                 row[measure],
                 fair[measure],
                 f"{fmt(ratio)}x",
