@@ -29,7 +29,7 @@ from bilstm.runtime.run_args import FLAGS, POSITIONAL, VALUE_OPTIONS, _NotPlain,
 from bilstm.runtime.run_command import RunArgs
 
 SCRIPT = """
-import json, sys
+import json, os, sys
 from bilstm.runtime.cli import run_main
 sys.argv = ["bilstm-run", "sentiment", sys.argv[1], "--quiet", "--threads", "1"]
 try:
@@ -37,19 +37,28 @@ try:
 except SystemExit as exc:
     assert not exc.code, exc.code
 heavy = ("pydantic", "rich", "typer", "click", "torch", "bilstm.runtime.commands")
-print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+after = {"heavy": [m for m in heavy if m in sys.modules]}
+after["blas"] = os.environ.get("OPENBLAS_NUM_THREADS")
+print(json.dumps(after), file=sys.stderr)
 """
 
 
-def test_bilstm_run_imports_no_command_line_library(tmp_path: Path) -> None:
+def _one_line_run(
+    tmp_path: Path, text: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`bilstm-run sentiment` on one line through `run_main`, in a fresh process: its record,
+    and what the process had after the run (heavy modules imported, OPENBLAS_NUM_THREADS)."""
     src = tmp_path / "one.txt"
-    src.write_text("A gorgeous, witty, seductive movie.\n", encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(src)], capture_output=True, text=True, check=True
-    )
-    record = json.loads(out.stdout)
+    src.write_text(text + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-c", SCRIPT, str(src)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout), json.loads(out.stderr.strip().splitlines()[-1])
+
+
+def test_bilstm_run_imports_no_command_line_library(tmp_path: Path) -> None:
+    record, after = _one_line_run(tmp_path, "A gorgeous, witty, seductive movie.")
     assert record["line"] == 1 and record["label"] in ("negative", "positive")
-    assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+    assert after["heavy"] == []
 
 
 def test_importing_the_cli_imports_no_numpy() -> None:
@@ -63,31 +72,15 @@ def test_importing_the_cli_imports_no_numpy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-BLAS = """
-import os, sys
-from bilstm.runtime.cli import run_main
-sys.argv = ["bilstm-run", "sentiment", sys.argv[1], "--quiet", "--threads", "1"]
-try:
-    run_main()
-except SystemExit as exc:
-    assert not exc.code, exc.code
-print(os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr)
-"""
-
-
 @pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("3", "3")])
 def test_blas_threads_default_to_one_unless_set(
     tmp_path: Path, preset: str | None, expected: str
 ) -> None:
-    src = tmp_path / "one.txt"
-    src.write_text("fine\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if preset is not None:
         env["OPENBLAS_NUM_THREADS"] = preset
-    out = subprocess.run(
-        [sys.executable, "-c", BLAS, str(src)], capture_output=True, text=True, env=env, check=True
-    )
-    assert out.stderr.strip().splitlines()[-1] == expected
+    _, after = _one_line_run(tmp_path, "fine", env)
+    assert after["blas"] == expected
 
 
 CONSOLE = "import sys; from bilstm.runtime.cli import {entry}; {entry}()"
