@@ -363,7 +363,7 @@ class ClassifyTrainer:
             started = time.perf_counter()
             logits = teacher_logits(self.distill, labels, texts, cfg.batch_size, synthetic)
             soft = SoftTargets(logits.to(device), self.distill.temperature, self.distill.weight)
-            if self.distill.augment is not None and self.distill.augment.copies:
+            if synthetic:
                 # synthetic texts follow the training texts: row i of the soft targets is
                 # item i of the training split
                 ids["train"] += [vocab.encode(t) for t in synthetic]
